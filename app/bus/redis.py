@@ -1,0 +1,85 @@
+"""Redis pub/sub bus for several app processes sharing one PostgreSQL database.
+
+Each process keeps one pub/sub connection and subscribes a Redis channel only
+while a local subscriber wants that topic; delivery to local subscribers goes
+through the same bounded hub as the memory bus.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from app.bus.base import LocalHub, Message, Subscription
+
+log = logging.getLogger(__name__)
+PREFIX = "helpdesk:"
+
+
+class _RedisHub(LocalHub):
+    def __init__(self, bus: RedisBus) -> None:
+        super().__init__()
+        self._bus = bus
+
+    async def on_first(self, topic: str) -> None:
+        await self._bus._pubsub.subscribe(PREFIX + topic)
+
+    async def on_last(self, topic: str) -> None:
+        await self._bus._pubsub.unsubscribe(PREFIX + topic)
+
+
+class RedisBus:
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self._redis: aioredis.Redis = aioredis.from_url(url)
+        self._pubsub: Any = self._redis.pubsub(ignore_subscribe_messages=True)
+        self._hub = _RedisHub(self)
+        self._reader: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self._redis.ping()
+        # A pub/sub connection must exist before the reader can block on it.
+        await self._pubsub.subscribe(PREFIX + "__control__")
+        self._reader = asyncio.create_task(self._read(), name="redis-bus-reader")
+
+    async def stop(self) -> None:
+        if self._reader:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        await self._pubsub.aclose()
+        await self._redis.aclose()
+
+    async def publish(self, topic: str, message: Message) -> None:
+        await self._redis.publish(PREFIX + topic, json.dumps(message, separators=(",", ":")))
+
+    async def subscribe(self, topics: Iterable[str], maxsize: int = 1000) -> Subscription:
+        return await self._hub.subscribe(topics, maxsize)
+
+    async def _read(self) -> None:
+        while True:
+            try:
+                raw = await self._pubsub.get_message(timeout=1.0)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the connection dropped; redis-py reconnects on next call
+                log.exception("redis bus read failed; retrying")
+                await asyncio.sleep(0.5)
+                continue
+            if raw is None or raw.get("type") != "message":
+                continue
+            channel = raw["channel"].decode()
+            if not channel.startswith(PREFIX):
+                continue
+            try:
+                message = json.loads(raw["data"])
+            except ValueError:
+                log.warning("dropping non-JSON bus message on %s", channel)
+                continue
+            self._hub.dispatch(channel[len(PREFIX) :], message)

@@ -1,0 +1,138 @@
+"""Tickets, their ordered timeline, and files attached to them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import Index, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from app.models.base import created_at_field, datetime_field, json_field
+
+
+class TicketStatus(StrEnum):
+    new = "new"
+    open = "open"
+    pending = "pending"
+    resolved = "resolved"
+    closed = "closed"
+
+
+class Priority(StrEnum):
+    low = "low"
+    normal = "normal"
+    high = "high"
+    urgent = "urgent"
+
+
+class Channel(StrEnum):
+    chat = "chat"
+    email = "email"
+    voice = "voice"
+    api = "api"
+
+
+class Ticket(SQLModel, table=True):
+    __table_args__ = (
+        UniqueConstraint("workspace_id", "number"),
+        Index("ix_ticket_ws_updated", "workspace_id", "updated_at", "id"),
+        Index("ix_ticket_ws_status", "workspace_id", "status"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    workspace_id: int = Field(foreign_key="workspace.id", index=True, ondelete="CASCADE")
+    number: int
+    subject: str = Field(default="", max_length=500)
+    status: TicketStatus = Field(default=TicketStatus.new)
+    priority: Priority = Field(default=Priority.normal)
+    channel: Channel = Field(default=Channel.api)
+    contact_id: int | None = Field(
+        default=None, foreign_key="contact.id", index=True, ondelete="SET NULL"
+    )
+    assignee_id: int | None = Field(
+        default=None, foreign_key="agent.id", index=True, ondelete="SET NULL"
+    )
+    team_id: int | None = Field(
+        default=None, foreign_key="team.id", index=True, ondelete="SET NULL"
+    )
+    inbox_id: int | None = Field(default=None, foreign_key="inbox.id", ondelete="SET NULL")
+    tags: list[str] = json_field(list)
+    custom_fields: dict[str, Any] = json_field()
+    participants: list[str] = json_field(list)
+    last_seq: int = Field(default=0)
+    merged_into_id: int | None = Field(default=None, foreign_key="ticket.id")
+    created_at: datetime = created_at_field()
+    updated_at: datetime = created_at_field()
+    first_response_at: datetime | None = datetime_field()
+    resolved_at: datetime | None = datetime_field()
+    closed_at: datetime | None = datetime_field()
+    due_at: datetime | None = datetime_field()
+
+
+class ActorType(StrEnum):
+    agent = "agent"
+    contact = "contact"
+    system = "system"
+    api = "api"
+
+
+class EventKind(StrEnum):
+    message = "message"  # chat message from either side
+    email_in = "email_in"
+    email_out = "email_out"
+    reply = "reply"  # agent reply not yet bound to a channel (REST)
+    note = "note"
+    status = "status"
+    assignment = "assignment"
+    update = "update"
+    merged = "merged"
+    call = "call"
+    recording = "recording"
+    attachment = "attachment"
+
+
+# Kinds a customer may see on the widget; notes and internal bookkeeping never leave.
+CUSTOMER_VISIBLE_KINDS = frozenset(
+    {EventKind.message, EventKind.email_in, EventKind.email_out, EventKind.reply, EventKind.call}
+)
+
+
+class TicketEvent(SQLModel, table=True):
+    __tablename__ = "ticket_event"
+    __table_args__ = (
+        UniqueConstraint("ticket_id", "seq"),
+        UniqueConstraint("workspace_id", "client_id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    workspace_id: int = Field(foreign_key="workspace.id", index=True, ondelete="CASCADE")
+    ticket_id: int = Field(foreign_key="ticket.id", index=True, ondelete="CASCADE")
+    seq: int
+    kind: EventKind
+    actor_type: ActorType = Field(default=ActorType.system)
+    actor_id: int | None = None
+    actor_name: str = Field(default="", max_length=200)
+    body: str = Field(default="")
+    payload: dict[str, Any] = json_field()
+    internal: bool = Field(default=False)
+    client_id: str | None = Field(default=None, max_length=64)
+    created_at: datetime = created_at_field()
+
+
+class Attachment(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    workspace_id: int = Field(foreign_key="workspace.id", index=True, ondelete="CASCADE")
+    ticket_id: int | None = Field(
+        default=None, foreign_key="ticket.id", index=True, ondelete="CASCADE"
+    )
+    event_id: int | None = Field(default=None, foreign_key="ticket_event.id", ondelete="SET NULL")
+    filename: str = Field(max_length=255)
+    content_type: str = Field(max_length=255)
+    size: int
+    sha256: str = Field(max_length=64)
+    storage_key: str = Field(max_length=255)
+    content_id: str | None = Field(default=None, max_length=255)
+    inline: bool = Field(default=False)
+    created_at: datetime = created_at_field()

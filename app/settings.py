@@ -1,0 +1,129 @@
+"""Runtime configuration, read from the environment with the ``HELPDESK_`` prefix."""
+
+from __future__ import annotations
+
+import secrets
+from enum import StrEnum
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DEV_SECRET = "dev-insecure-secret"
+
+
+class ConfigError(Exception):
+    """Raised when configuration is unusable; the message is one line for the operator."""
+
+
+class Env(StrEnum):
+    dev = "dev"
+    test = "test"
+    production = "production"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HELPDESK_", extra="ignore")
+
+    env: Env = Env.dev
+    database_url: str = "sqlite+aiosqlite:///./var/helpdesk.db"
+    secret_key: str = ""
+    redis_url: str | None = None
+    data_dir: Path = Path("./var/data")
+    public_url: str = "http://127.0.0.1:8000"
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8000, ge=0, le=65535)
+    smtp_listen: str = "127.0.0.1:2525"
+    smtp_relay: str | None = None
+    smtp_max_bytes: int = Field(default=25 * 1024 * 1024, gt=0)
+    smtp_enabled: bool = True
+    ice_servers: str = ""
+    log_format: str = "text"
+    log_level: str = "INFO"
+    max_body_bytes: int = Field(default=1024 * 1024, gt=0)
+    max_upload_bytes: int = Field(default=20 * 1024 * 1024, gt=0)
+    webhook_worker: bool = True
+    workers_enabled: bool = True
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_driver(cls, value: str) -> str:
+        if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
+        return value
+
+    @field_validator("log_format")
+    @classmethod
+    def _known_format(cls, value: str) -> str:
+        if value not in {"text", "json"}:
+            raise ValueError("must be 'text' or 'json'")
+        return value
+
+    @field_validator("smtp_listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError("must be HOST:PORT, e.g. 127.0.0.1:2525")
+        return value
+
+    @model_validator(mode="after")
+    def _secret_required_in_production(self) -> Settings:
+        if self.env is Env.production and (
+            not self.secret_key
+            or self.secret_key == DEFAULT_DEV_SECRET
+            or len(self.secret_key) < 32
+        ):
+            raise ValueError(
+                "HELPDESK_SECRET_KEY must be set to at least 32 random characters in production"
+            )
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def smtp_host_port(self) -> tuple[str, int]:
+        host, _, port = self.smtp_listen.rpartition(":")
+        return host, int(port)
+
+    @cached_property
+    def secret(self) -> bytes:
+        """The secret key as bytes; in dev it is generated once into the data folder."""
+        if self.secret_key:
+            return self.secret_key.encode()
+        path = self.var_dir / "secret_key"
+        if path.exists():
+            return path.read_text().strip().encode()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_urlsafe(48)
+        path.write_text(key)
+        path.chmod(0o600)
+        return key.encode()
+
+    @property
+    def var_dir(self) -> Path:
+        return self.data_dir.parent if self.data_dir.name == "data" else self.data_dir
+
+    @property
+    def ice_server_list(self) -> list[dict[str, Any]]:
+        """``HELPDESK_ICE_SERVERS`` is a comma-separated list of stun:/turn: URLs."""
+        return [{"urls": url.strip()} for url in self.ice_servers.split(",") if url.strip()]
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings, turning validation errors into one readable line."""
+    from pydantic import ValidationError
+
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        parts = []
+        for err in exc.errors():
+            loc = ".".join(str(p) for p in err["loc"]) or "settings"
+            name = f"HELPDESK_{loc.upper()}" if err["loc"] else "settings"
+            parts.append(f"{name}: {err['msg']}")
+        raise ConfigError("invalid configuration: " + "; ".join(parts)) from None

@@ -1,0 +1,1 @@
+"""HTTP and websocket endpoints; thin shells over app.services."""

@@ -1,0 +1,1 @@
+"""Request and response shapes of REST API v1."""
