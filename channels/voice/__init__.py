@@ -1,0 +1,1 @@
+"""Voice channel: WebRTC call legs terminated with aiortc (media layer in media.py)."""
