@@ -37,6 +37,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
         sock.bind((host, port))
+        # Listen now so connections made right after the banner queue in the backlog
+        # until the lifespan has started, instead of being refused.
+        sock.listen(2048)
     except OSError as exc:
         print(f"helpdesk: cannot listen on {host}:{port}: {exc.strerror}", file=sys.stderr)
         return 2
@@ -73,7 +76,7 @@ async def _demo(settings: Settings) -> int:
         info = await seed_demo(ctx, settings.public_url)
     finally:
         await ctx.engine.dispose()
-    token_file = settings.var_dir / "demo-token"
+    token_file = settings.data_dir / "demo-token"
     if info.token:
         token_file.parent.mkdir(parents=True, exist_ok=True)
         token_file.write_text(info.token + "\n")

@@ -77,6 +77,7 @@ class AppContext:
         for service in reversed(self.services):
             try:
                 await service.stop()
+                log.info("stopped %s", service.name)
             except Exception:
                 log.exception("stopping %s failed", service.name)
         self.services.clear()

@@ -46,6 +46,25 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(default=20 * 1024 * 1024, gt=0)
     webhook_worker: bool = True
     workers_enabled: bool = True
+    # REST API token bucket per caller: sustained requests/s and burst; rate 0 disables.
+    api_rate_limit: float = Field(default=500.0, ge=0)
+    api_rate_burst: int = Field(default=2000, ge=1)
+    # Live chat (channels/webchat): routing, presence and per-visitor limits.
+    chat_requeue_grace_seconds: float = Field(default=60.0, ge=0)
+    chat_presence_ttl_seconds: float = Field(default=20.0, gt=0)
+    chat_heartbeat_seconds: float = Field(default=5.0, gt=0)
+    chat_route_interval_seconds: float = Field(default=2.0, gt=0)
+    chat_max_message_chars: int = Field(default=5000, gt=0, le=100_000)
+    chat_rate_burst: int = Field(default=20, gt=0)
+    chat_rate_per_second: float = Field(default=1.0, gt=0)
+    chat_agent_rate_burst: int = Field(default=60, gt=0)
+    chat_agent_rate_per_second: float = Field(default=10.0, gt=0)
+    # Voice (channels/voice): ACD timers, agent rejoin grace, optional hold audio file.
+    voice_ring_timeout_seconds: float = Field(default=20.0, gt=0)
+    voice_rejoin_grace_seconds: float = Field(default=30.0, ge=0)
+    voice_max_wait_seconds: float = Field(default=300.0, gt=0)
+    voice_acd_interval_seconds: float = Field(default=1.0, gt=0)
+    voice_hold_audio: Path | None = None
 
     @field_validator("database_url")
     @classmethod
@@ -95,7 +114,7 @@ class Settings(BaseSettings):
         """The secret key as bytes; in dev it is generated once into the data folder."""
         if self.secret_key:
             return self.secret_key.encode()
-        path = self.var_dir / "secret_key"
+        path = self.data_dir / "secret_key"
         if path.exists():
             return path.read_text().strip().encode()
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -103,10 +122,6 @@ class Settings(BaseSettings):
         path.write_text(key)
         path.chmod(0o600)
         return key.encode()
-
-    @property
-    def var_dir(self) -> Path:
-        return self.data_dir.parent if self.data_dir.name == "data" else self.data_dir
 
     @property
     def ice_server_list(self) -> list[dict[str, Any]]:
@@ -125,5 +140,6 @@ def load_settings(**overrides: Any) -> Settings:
         for err in exc.errors():
             loc = ".".join(str(p) for p in err["loc"]) or "settings"
             name = f"HELPDESK_{loc.upper()}" if err["loc"] else "settings"
-            parts.append(f"{name}: {err['msg']}")
+            message = str(err["msg"]).removeprefix("Value error, ")
+            parts.append(f"{name}: {message}")
         raise ConfigError("invalid configuration: " + "; ".join(parts)) from None

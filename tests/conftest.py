@@ -27,7 +27,10 @@ from app.migrate import upgrade
 from app.models import Role
 from app.services import tokens, workspaces
 from app.services.actors import Actor
+from app.services.passwords import use_cheap_hashing_for_tests
 from app.settings import Settings, load_settings
+
+use_cheap_hashing_for_tests()
 
 PG_URL = os.environ.get("HELPDESK_TEST_PG_URL")
 REDIS_URL = os.environ.get("HELPDESK_TEST_REDIS_URL")
