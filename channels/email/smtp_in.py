@@ -1,0 +1,146 @@
+"""The inbound SMTP listener: aiosmtpd's protocol served on the app's own event loop.
+
+Not aiosmtpd's `Controller`: that runs a second loop in a thread, and every
+database call would then cross loops. Here `loop.create_server` hands each
+connection an `SMTP` protocol whose handler awaits the ingest directly.
+
+Replies: unknown recipient 550, over `HELPDESK_SMTP_MAX_BYTES` 552 (aiosmtpd enforces
+the limit while reading DATA), malformed commands 5xx (aiosmtpd), and 250 to DATA
+only after the message is committed; any failure before that is a 451, so the
+sending MTA keeps the message and retries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from app.context import AppContext
+from app.services.email_ingest import inbox_for_address
+from channels.email.ingest import ingest_raw
+
+log = logging.getLogger(__name__)
+
+MAX_RECIPIENTS = 100
+
+
+class _Handler:
+    def __init__(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+
+    async def handle_RCPT(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        rcpt_options: list[str],
+    ) -> str:
+        if len(envelope.rcpt_tos) >= MAX_RECIPIENTS:
+            return "452 4.5.3 Too many recipients"
+        try:
+            async with self.ctx.sessions() as db:
+                inbox = await inbox_for_address(db, address)
+        except Exception:
+            log.exception("recipient lookup failed")
+            return "451 4.3.0 Temporary lookup failure, try again later"
+        if inbox is None or inbox.id is None:
+            return f"550 5.1.1 <{address}>: no such mailbox here"
+        envelope.rcpt_tos.append(address)
+        inbox_ids: list[int] = getattr(envelope, "inbox_ids", [])
+        inbox_ids.append(inbox.id)
+        envelope.inbox_ids = inbox_ids  # type: ignore[attr-defined]
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        raw = envelope.original_content or b""
+        if isinstance(raw, str):  # only with decode_data=True, which we never set
+            raw = raw.encode("utf-8", errors="surrogateescape")
+        inbox_ids: list[int] = getattr(envelope, "inbox_ids", [])
+        if not inbox_ids:
+            return "554 5.5.1 No valid recipients"
+        mail_from = envelope.mail_from or ""
+        sender = "" if mail_from in ("", "<>") else mail_from
+        try:
+            results = await ingest_raw(
+                self.ctx,
+                raw,
+                inbox_ids,
+                recipients=list(envelope.rcpt_tos),
+                envelope_sender=sender,
+                source="smtp",
+            )
+        except Exception:
+            log.exception("ingesting a message failed; answering 451 so the sender retries")
+            return "451 4.3.0 Temporary failure while storing the message, try again later"
+        ids = ",".join(str(r.mail_id) for r in results if r.mail_id is not None)
+        return f"250 2.0.0 OK stored {ids or 'duplicate'}"
+
+
+class SmtpListener:
+    """A `Service` for the app lifespan."""
+
+    name = "email-smtp"
+
+    def __init__(self) -> None:
+        self.server: asyncio.AbstractServer | None = None
+        self.port: int = 0
+        self.protocols: set[SMTP] = set()
+
+    async def start(self, ctx: AppContext) -> None:
+        host, port = ctx.settings.smtp_host_port
+        handler = _Handler(ctx)
+        limit = ctx.settings.smtp_max_bytes
+
+        def factory() -> SMTP:
+            protocol = _TrackedSMTP(
+                self.protocols,
+                handler,
+                data_size_limit=limit,
+                enable_SMTPUTF8=True,
+                decode_data=False,
+                hostname=host if host not in ("0.0.0.0", "::") else None,
+                ident="helpdesk ESMTP",
+                timeout=300,
+            )
+            return protocol
+
+        loop = asyncio.get_running_loop()
+        self.server = await loop.create_server(factory, host, port)
+        self.port = self.server.sockets[0].getsockname()[1]
+        ctx.extras["smtp_port"] = self.port
+        log.info("SMTP listening on %s:%s", host, self.port)
+
+    async def stop(self) -> None:
+        if self.server is None:
+            return
+        self.server.close()
+        # Drop open sessions: an unfinished DATA was never acknowledged, so the
+        # sender still owns that message and will retry it.
+        for protocol in list(self.protocols):
+            transport: Any = protocol.transport
+            if transport is not None:
+                transport.abort()
+        await self.server.wait_closed()
+        self.server = None
+
+
+class _TrackedSMTP(SMTP):
+    # RFC 5321 caps lines at 1000 octets, but real senders exceed it (long HTML lines);
+    # rejecting would lose mail. Memory stays bounded by HELPDESK_SMTP_MAX_BYTES.
+    line_length_limit = 1024 * 1024
+
+    def __init__(self, registry: set[SMTP], handler: Any, **kwargs: Any) -> None:
+        super().__init__(handler, **kwargs)
+        self._registry = registry
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._registry.add(self)
+        super().connection_made(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._registry.discard(self)
+        super().connection_lost(exc)
