@@ -17,8 +17,9 @@ target_metadata = SQLModel.metadata
 
 
 def _include_object(obj: Any, name: str | None, type_: str, *_args: Any) -> bool:
-    # Full-text search tables are created by hand-written revisions.
-    return not (type_ == "table" and name is not None and is_unmanaged_table(name))
+    # Full-text search tables (SQLite) and expression indexes (PostgreSQL) are
+    # created by hand-written revisions and share the fts_ prefix.
+    return not (type_ in ("table", "index") and name is not None and is_unmanaged_table(name))
 
 
 def _configure(connection: Connection | None = None, **kwargs: Any) -> None:

@@ -20,6 +20,39 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from app.migrate import alembic_config, migrations_dir
 
 
+def _enum_names() -> list[str]:
+    from sqlalchemy import Enum
+    from sqlmodel import SQLModel
+
+    import app.models  # noqa: F401  (registers every table)
+
+    return sorted(
+        {
+            column.type.name
+            for table in SQLModel.metadata.tables.values()
+            for column in table.columns
+            if isinstance(column.type, Enum) and column.type.name
+        }
+    )
+
+
+def _drop_enums_on_downgrade(path: Path) -> None:
+    """Autogenerate drops the tables but not PostgreSQL's ENUM types; without this an
+    upgrade after a downgrade fails with 'type ... already exists'. downgrade() is the
+    last function in the file (script.py.mako), so the block is appended to it."""
+    names = _enum_names()
+    if not names:
+        return
+    block = (
+        "\n    # PostgreSQL keeps ENUM types after their tables are dropped (added by\n"
+        "    # scripts/regen_migration.py).\n"
+        '    if op.get_bind().dialect.name == "postgresql":\n'
+        f"        for name in {tuple(names)!r}:\n"
+        "            op.execute(sa.text(f'DROP TYPE IF EXISTS \"{name}\"'))\n"
+    )
+    path.write_text(path.read_text().rstrip("\n") + "\n" + block)
+
+
 def main() -> None:
     versions = migrations_dir() / "versions"
     with tempfile.TemporaryDirectory() as tmp:
@@ -39,6 +72,7 @@ def main() -> None:
     generated = next(versions.glob("0001_*.py"))
     target = versions / "0001_initial.py"
     generated.rename(target)
+    _drop_enums_on_downgrade(target)
     ruff = Path(sys.executable).parent / "ruff"
     subprocess.run([str(ruff), "format", "-q", str(target)], check=False)
     print(f"wrote {target}")

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import uuid
 from collections.abc import Iterable
 from typing import Any
 
@@ -20,6 +21,7 @@ from app.bus.base import LocalHub, Message, Subscription
 
 log = logging.getLogger(__name__)
 PREFIX = "helpdesk:"
+SUBSCRIBE_CONFIRM_SECONDS = 5.0
 
 
 class _RedisHub(LocalHub):
@@ -28,7 +30,7 @@ class _RedisHub(LocalHub):
         self._bus = bus
 
     async def on_first(self, topic: str) -> None:
-        await self._bus._pubsub.subscribe(PREFIX + topic)
+        await self._bus._subscribe_confirmed(PREFIX + topic)
 
     async def on_last(self, topic: str) -> None:
         await self._bus._pubsub.unsubscribe(PREFIX + topic)
@@ -41,6 +43,7 @@ class RedisBus:
         self._pubsub: Any = self._redis.pubsub(ignore_subscribe_messages=True)
         self._hub = _RedisHub(self)
         self._reader: asyncio.Task[None] | None = None
+        self._pongs: dict[str, asyncio.Future[None]] = {}
 
     async def start(self) -> None:
         await self._redis.ping()
@@ -55,6 +58,27 @@ class RedisBus:
                 await self._reader
         await self._pubsub.aclose()
         await self._redis.aclose()
+
+    async def _subscribe_confirmed(self, channel: str) -> None:
+        """SUBSCRIBE and wait until Redis has processed it.
+
+        Sending the command is not enough: a PUBLISH from another connection can
+        overtake it, and a caller that subscribes, then replays from the database,
+        would lose an event committed in between. A PING on the same connection is
+        answered only after the SUBSCRIBE, so its PONG is the confirmation."""
+        await self._pubsub.subscribe(channel)
+        if self._reader is None or self._reader.done():
+            return
+        token = uuid.uuid4().hex
+        pong = asyncio.get_running_loop().create_future()
+        self._pongs[token] = pong
+        try:
+            await self._pubsub.ping(token)
+            await asyncio.wait_for(pong, SUBSCRIBE_CONFIRM_SECONDS)
+        except TimeoutError:
+            log.warning("redis bus: no confirmation for SUBSCRIBE %s", channel)
+        finally:
+            self._pongs.pop(token, None)
 
     async def publish(self, topic: str, message: Message) -> None:
         await self._redis.publish(PREFIX + topic, json.dumps(message, separators=(",", ":")))
@@ -72,7 +96,16 @@ class RedisBus:
                 log.exception("redis bus read failed; retrying")
                 await asyncio.sleep(0.5)
                 continue
-            if raw is None or raw.get("type") != "message":
+            if raw is None:
+                continue
+            if raw.get("type") == "pong":
+                data = raw.get("data")
+                token = data.decode() if isinstance(data, bytes) else str(data)
+                pong = self._pongs.get(token)
+                if pong is not None and not pong.done():
+                    pong.set_result(None)
+                continue
+            if raw.get("type") != "message":
                 continue
             channel = raw["channel"].decode()
             if not channel.startswith(PREFIX):

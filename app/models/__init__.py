@@ -3,7 +3,23 @@
 from __future__ import annotations
 
 from app.models.access import ApiToken, AuditLog, IdempotencyRecord
+from app.models.call import (
+    Call,
+    CallbackRequest,
+    CallbackState,
+    CallDirection,
+    CallState,
+)
+from app.models.canned import CannedResponse
 from app.models.contact import Contact, ContactIdentity, IdentityKind
+from app.models.email import (
+    MailDirection,
+    MailMessage,
+    OutboundEmail,
+    OutboundKind,
+    OutboxState,
+)
+from app.models.presence import AgentPresence, AgentRouting
 from app.models.ticket import (
     ActorType,
     Attachment,
@@ -20,10 +36,18 @@ from app.models.workspace import Agent, AgentTeam, Inbox, InboxKind, Role, Team,
 __all__ = [
     "ActorType",
     "Agent",
+    "AgentPresence",
+    "AgentRouting",
     "AgentTeam",
     "ApiToken",
     "Attachment",
     "AuditLog",
+    "Call",
+    "CallDirection",
+    "CallState",
+    "CallbackRequest",
+    "CallbackState",
+    "CannedResponse",
     "Channel",
     "Contact",
     "ContactIdentity",
@@ -33,6 +57,11 @@ __all__ = [
     "IdentityKind",
     "Inbox",
     "InboxKind",
+    "MailDirection",
+    "MailMessage",
+    "OutboundEmail",
+    "OutboundKind",
+    "OutboxState",
     "Priority",
     "Role",
     "Team",

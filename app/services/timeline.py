@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -84,6 +85,12 @@ async def _next_seq(session: AsyncSession, ticket: Ticket, now: datetime) -> int
     return seq
 
 
+async def _store(session: AsyncSession, ticket: Ticket, event: TicketEvent, now: datetime) -> None:
+    event.seq = await _next_seq(session, ticket, now)
+    session.add(event)
+    await session.flush()
+
+
 async def do_append_event(
     uow: UnitOfWork,
     ticket: Ticket,
@@ -107,11 +114,10 @@ async def do_append_event(
         if existing is not None:
             return existing, False
     now = utcnow()
-    seq = await _next_seq(uow.session, ticket, now)
     event = TicketEvent(
         workspace_id=ticket.workspace_id,
         ticket_id=ticket.id,
-        seq=seq,
+        seq=0,
         kind=kind,
         actor_type=actor.type,
         actor_id=actor.id,
@@ -122,8 +128,25 @@ async def do_append_event(
         client_id=client_id,
         created_at=now,
     )
-    uow.session.add(event)
-    await uow.session.flush()
+    if client_id is None:
+        await _store(uow.session, ticket, event, now)
+    else:
+        # Two writers with the same new client_id can both pass the lookup above (on
+        # PostgreSQL; SQLite's BEGIN IMMEDIATE serialises them); the second INSERT then
+        # hits the unique constraint. The savepoint also undoes that writer's seq
+        # increment, so the counter stays gap-free, and the first event is returned.
+        workspace_id = ticket.workspace_id
+        try:
+            async with uow.session.begin_nested():
+                await _store(uow.session, ticket, event, now)
+        except IntegrityError:
+            # The savepoint rollback expired the ticket; reload it (callers keep using it).
+            await uow.session.refresh(ticket)
+            existing = await find_by_client_id(uow.session, workspace_id, client_id)
+            if existing is None:
+                raise
+            return existing, False
+    seq = event.seq
     if (
         actor.type is ActorType.agent
         and ticket.first_response_at is None

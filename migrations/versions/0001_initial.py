@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-27 14:53:54.680018
+Create Date: 2026-11-27 15:13:15.815223
 """
 
 from __future__ import annotations
@@ -81,6 +81,24 @@ def upgrade() -> None:
         )
 
     op.create_table(
+        "canned_response",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("workspace_id", sa.Integer(), nullable=False),
+        sa.Column("shortcut", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+        sa.Column("title", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
+        sa.Column("body", sqlmodel.sql.sqltypes.AutoString(length=10000), nullable=False),
+        sa.Column("created_at", app.models.base.TZDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", app.models.base.TZDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(["workspace_id"], ["workspace.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("workspace_id", "shortcut"),
+    )
+    with op.batch_alter_table("canned_response", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_canned_response_workspace_id"), ["workspace_id"], unique=False
+        )
+
+    op.create_table(
         "contact",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("workspace_id", sa.Integer(), nullable=False),
@@ -148,6 +166,41 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("webhook", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_webhook_workspace_id"), ["workspace_id"], unique=False)
+
+    op.create_table(
+        "agent_presence",
+        sa.Column("id", sqlmodel.sql.sqltypes.AutoString(length=36), nullable=False),
+        sa.Column("workspace_id", sa.Integer(), nullable=False),
+        sa.Column("agent_id", sa.Integer(), nullable=False),
+        sa.Column("node", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+        sa.Column("status", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
+        sa.Column("connected_at", app.models.base.TZDateTime(timezone=True), nullable=False),
+        sa.Column("heartbeat_at", app.models.base.TZDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(["agent_id"], ["agent.id"], ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(["workspace_id"], ["workspace.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    with op.batch_alter_table("agent_presence", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_agent_presence_agent_id"), ["agent_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_agent_presence_node"), ["node"], unique=False)
+        batch_op.create_index(
+            batch_op.f("ix_agent_presence_workspace_id"), ["workspace_id"], unique=False
+        )
+
+    op.create_table(
+        "agent_routing",
+        sa.Column("agent_id", sa.Integer(), nullable=False),
+        sa.Column("workspace_id", sa.Integer(), nullable=False),
+        sa.Column("offline_since", app.models.base.TZDateTime(timezone=True), nullable=True),
+        sa.Column("last_assigned_at", app.models.base.TZDateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(["agent_id"], ["agent.id"], ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(["workspace_id"], ["workspace.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("agent_id"),
+    )
+    with op.batch_alter_table("agent_routing", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_agent_routing_workspace_id"), ["workspace_id"], unique=False
+        )
 
     op.create_table(
         "agentteam",
@@ -319,6 +372,51 @@ def upgrade() -> None:
         )
 
     op.create_table(
+        "callback_request",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("workspace_id", sa.Integer(), nullable=False),
+        sa.Column("ticket_id", sa.Integer(), nullable=False),
+        sa.Column("contact_id", sa.Integer(), nullable=True),
+        sa.Column("team_id", sa.Integer(), nullable=True),
+        sa.Column("inbox_id", sa.Integer(), nullable=True),
+        sa.Column(
+            "state",
+            sa.Enum(
+                "pending",
+                "dialing",
+                "connected",
+                "no_answer",
+                "declined",
+                "offline",
+                "cancelled",
+                name="callbackstate",
+            ),
+            nullable=False,
+        ),
+        sa.Column("agent_id", sa.Integer(), nullable=True),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("created_at", app.models.base.TZDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", app.models.base.TZDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(["agent_id"], ["agent.id"], ondelete="SET NULL"),
+        sa.ForeignKeyConstraint(["contact_id"], ["contact.id"], ondelete="SET NULL"),
+        sa.ForeignKeyConstraint(["inbox_id"], ["inbox.id"], ondelete="SET NULL"),
+        sa.ForeignKeyConstraint(["team_id"], ["team.id"], ondelete="SET NULL"),
+        sa.ForeignKeyConstraint(["ticket_id"], ["ticket.id"], ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(["workspace_id"], ["workspace.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    with op.batch_alter_table("callback_request", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_callback_request_ticket_id"), ["ticket_id"], unique=False
+        )
+        batch_op.create_index(
+            batch_op.f("ix_callback_request_workspace_id"), ["workspace_id"], unique=False
+        )
+        batch_op.create_index(
+            "ix_callback_ws_state", ["workspace_id", "state", "created_at"], unique=False
+        )
+
+    op.create_table(
         "ticket_event",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("workspace_id", sa.Integer(), nullable=False),
@@ -392,11 +490,182 @@ def upgrade() -> None:
             batch_op.f("ix_attachment_workspace_id"), ["workspace_id"], unique=False
         )
 
+    op.create_table(
+        "mail_message",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("workspace_id", sa.Integer(), nullable=False),
+        sa.Column("inbox_id", sa.Integer(), nullable=False),
+        sa.Column("ticket_id", sa.Integer(), nullable=True),
+        sa.Column("event_id", sa.Integer(), nullable=True),
+        sa.Column(
+            "direction", sa.Enum("inbound", "outbound", name="maildirection"), nullable=False
+        ),
+        sa.Column("message_id", sqlmodel.sql.sqltypes.AutoString(length=255), nullable=False),
+        sa.Column("subject", sqlmodel.sql.sqltypes.AutoString(length=500), nullable=False),
+        sa.Column("from_address", sqlmodel.sql.sqltypes.AutoString(length=254), nullable=False),
+        sa.Column("raw_key", sqlmodel.sql.sqltypes.AutoString(length=255), nullable=True),
+        sa.Column("size", sa.Integer(), nullable=False),
+        sa.Column("html", sa.Text(), nullable=True),
+        sa.Column("full_text", sa.Text(), nullable=False),
+        sa.Column("auto_reasons", sa.JSON(), nullable=False),
+        sa.Column("parse_errors", sa.JSON(), nullable=False),
+        sa.Column("source", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
+        sa.Column("created_at", app.models.base.TZDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(["event_id"], ["ticket_event.id"], ondelete="SET NULL"),
+        sa.ForeignKeyConstraint(["inbox_id"], ["inbox.id"], ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(["ticket_id"], ["ticket.id"], ondelete="SET NULL"),
+        sa.ForeignKeyConstraint(["workspace_id"], ["workspace.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("inbox_id", "message_id"),
+    )
+    with op.batch_alter_table("mail_message", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_mail_message_inbox_id"), ["inbox_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_mail_message_ticket_id"), ["ticket_id"], unique=False)
+        batch_op.create_index(
+            batch_op.f("ix_mail_message_workspace_id"), ["workspace_id"], unique=False
+        )
+        batch_op.create_index(
+            "ix_mail_message_ws_msgid", ["workspace_id", "message_id"], unique=False
+        )
+
+    op.create_table(
+        "call",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("workspace_id", sa.Integer(), nullable=False),
+        sa.Column("ticket_id", sa.Integer(), nullable=False),
+        sa.Column("inbox_id", sa.Integer(), nullable=True),
+        sa.Column("team_id", sa.Integer(), nullable=True),
+        sa.Column("contact_id", sa.Integer(), nullable=True),
+        sa.Column("agent_id", sa.Integer(), nullable=True),
+        sa.Column(
+            "direction", sa.Enum("inbound", "outbound", name="calldirection"), nullable=False
+        ),
+        sa.Column(
+            "state",
+            sa.Enum(
+                "queued",
+                "offered",
+                "ringing",
+                "active",
+                "held",
+                "transferring",
+                "ended",
+                "abandoned",
+                "callback_requested",
+                name="callstate",
+            ),
+            nullable=False,
+        ),
+        sa.Column("owner_node", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+        sa.Column("language", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=True),
+        sa.Column("skills", sa.JSON(), nullable=False),
+        sa.Column("declined", sa.JSON(), nullable=False),
+        sa.Column("queued_at", app.models.base.TZDateTime(timezone=True), nullable=False),
+        sa.Column("offered_at", app.models.base.TZDateTime(timezone=True), nullable=True),
+        sa.Column("answered_at", app.models.base.TZDateTime(timezone=True), nullable=True),
+        sa.Column("ended_at", app.models.base.TZDateTime(timezone=True), nullable=True),
+        sa.Column("wait_seconds", sa.Float(), nullable=True),
+        sa.Column("duration_seconds", sa.Float(), nullable=True),
+        sa.Column("hangup_by", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=True),
+        sa.Column("end_reason", sqlmodel.sql.sqltypes.AutoString(length=32), nullable=True),
+        sa.Column("recording_attachment_id", sa.Integer(), nullable=True),
+        sa.Column("callback_id", sa.Integer(), nullable=True),
+        sa.Column("created_at", app.models.base.TZDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(["agent_id"], ["agent.id"], ondelete="SET NULL"),
+        sa.ForeignKeyConstraint(
+            ["callback_id"],
+            ["callback_request.id"],
+        ),
+        sa.ForeignKeyConstraint(["contact_id"], ["contact.id"], ondelete="SET NULL"),
+        sa.ForeignKeyConstraint(["inbox_id"], ["inbox.id"], ondelete="SET NULL"),
+        sa.ForeignKeyConstraint(
+            ["recording_attachment_id"], ["attachment.id"], ondelete="SET NULL"
+        ),
+        sa.ForeignKeyConstraint(["team_id"], ["team.id"], ondelete="SET NULL"),
+        sa.ForeignKeyConstraint(["ticket_id"], ["ticket.id"], ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(["workspace_id"], ["workspace.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    with op.batch_alter_table("call", schema=None) as batch_op:
+        batch_op.create_index("ix_call_agent_state", ["agent_id", "state"], unique=False)
+        batch_op.create_index(batch_op.f("ix_call_owner_node"), ["owner_node"], unique=False)
+        batch_op.create_index(batch_op.f("ix_call_ticket_id"), ["ticket_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_call_workspace_id"), ["workspace_id"], unique=False)
+        batch_op.create_index("ix_call_ws_state", ["workspace_id", "state"], unique=False)
+
+    op.create_table(
+        "outbound_email",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("workspace_id", sa.Integer(), nullable=False),
+        sa.Column("inbox_id", sa.Integer(), nullable=False),
+        sa.Column("ticket_id", sa.Integer(), nullable=False),
+        sa.Column("event_id", sa.Integer(), nullable=True),
+        sa.Column("mail_id", sa.Integer(), nullable=False),
+        sa.Column("kind", sa.Enum("reply", "auto_ack", name="outboundkind"), nullable=False),
+        sa.Column("message_id", sqlmodel.sql.sqltypes.AutoString(length=255), nullable=False),
+        sa.Column("to_address", sqlmodel.sql.sqltypes.AutoString(length=254), nullable=False),
+        sa.Column("recipients", sa.JSON(), nullable=False),
+        sa.Column("in_reply_to", sqlmodel.sql.sqltypes.AutoString(length=255), nullable=True),
+        sa.Column("references", sa.JSON(), nullable=False),
+        sa.Column(
+            "state",
+            sa.Enum("pending", "sending", "sent", "failed", name="outboxstate"),
+            nullable=False,
+        ),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("next_attempt_at", app.models.base.TZDateTime(timezone=True), nullable=False),
+        sa.Column("claimed_at", app.models.base.TZDateTime(timezone=True), nullable=True),
+        sa.Column("sent_at", app.models.base.TZDateTime(timezone=True), nullable=True),
+        sa.Column("last_error", sqlmodel.sql.sqltypes.AutoString(length=1000), nullable=False),
+        sa.Column("created_at", app.models.base.TZDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(["event_id"], ["ticket_event.id"], ondelete="SET NULL"),
+        sa.ForeignKeyConstraint(["inbox_id"], ["inbox.id"], ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(["mail_id"], ["mail_message.id"], ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(["ticket_id"], ["ticket.id"], ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(["workspace_id"], ["workspace.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    with op.batch_alter_table("outbound_email", schema=None) as batch_op:
+        batch_op.create_index("ix_outbound_email_due", ["state", "next_attempt_at"], unique=False)
+        batch_op.create_index(
+            "ix_outbound_email_throttle",
+            ["inbox_id", "kind", "to_address", "created_at"],
+            unique=False,
+        )
+        batch_op.create_index(
+            batch_op.f("ix_outbound_email_ticket_id"), ["ticket_id"], unique=False
+        )
+        batch_op.create_index(
+            batch_op.f("ix_outbound_email_workspace_id"), ["workspace_id"], unique=False
+        )
+
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
+    with op.batch_alter_table("outbound_email", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_outbound_email_workspace_id"))
+        batch_op.drop_index(batch_op.f("ix_outbound_email_ticket_id"))
+        batch_op.drop_index("ix_outbound_email_throttle")
+        batch_op.drop_index("ix_outbound_email_due")
+
+    op.drop_table("outbound_email")
+    with op.batch_alter_table("call", schema=None) as batch_op:
+        batch_op.drop_index("ix_call_ws_state")
+        batch_op.drop_index(batch_op.f("ix_call_workspace_id"))
+        batch_op.drop_index(batch_op.f("ix_call_ticket_id"))
+        batch_op.drop_index(batch_op.f("ix_call_owner_node"))
+        batch_op.drop_index("ix_call_agent_state")
+
+    op.drop_table("call")
+    with op.batch_alter_table("mail_message", schema=None) as batch_op:
+        batch_op.drop_index("ix_mail_message_ws_msgid")
+        batch_op.drop_index(batch_op.f("ix_mail_message_workspace_id"))
+        batch_op.drop_index(batch_op.f("ix_mail_message_ticket_id"))
+        batch_op.drop_index(batch_op.f("ix_mail_message_inbox_id"))
+
+    op.drop_table("mail_message")
     with op.batch_alter_table("attachment", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_attachment_workspace_id"))
         batch_op.drop_index(batch_op.f("ix_attachment_ticket_id"))
@@ -407,6 +676,12 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_ticket_event_ticket_id"))
 
     op.drop_table("ticket_event")
+    with op.batch_alter_table("callback_request", schema=None) as batch_op:
+        batch_op.drop_index("ix_callback_ws_state")
+        batch_op.drop_index(batch_op.f("ix_callback_request_workspace_id"))
+        batch_op.drop_index(batch_op.f("ix_callback_request_ticket_id"))
+
+    op.drop_table("callback_request")
     with op.batch_alter_table("ticket", schema=None) as batch_op:
         batch_op.drop_index("ix_ticket_ws_updated")
         batch_op.drop_index("ix_ticket_ws_status")
@@ -439,6 +714,16 @@ def downgrade() -> None:
 
     op.drop_table("api_token")
     op.drop_table("agentteam")
+    with op.batch_alter_table("agent_routing", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_agent_routing_workspace_id"))
+
+    op.drop_table("agent_routing")
+    with op.batch_alter_table("agent_presence", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_agent_presence_workspace_id"))
+        batch_op.drop_index(batch_op.f("ix_agent_presence_node"))
+        batch_op.drop_index(batch_op.f("ix_agent_presence_agent_id"))
+
+    op.drop_table("agent_presence")
     with op.batch_alter_table("webhook", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_webhook_workspace_id"))
 
@@ -456,6 +741,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_contact_email"))
 
     op.drop_table("contact")
+    with op.batch_alter_table("canned_response", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_canned_response_workspace_id"))
+
+    op.drop_table("canned_response")
     with op.batch_alter_table("audit_log", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_audit_log_workspace_id"))
 
@@ -470,3 +759,25 @@ def downgrade() -> None:
 
     op.drop_table("workspace")
     # ### end Alembic commands ###
+
+    # PostgreSQL keeps ENUM types after their tables are dropped (added by
+    # scripts/regen_migration.py).
+    if op.get_bind().dialect.name == "postgresql":
+        for name in (
+            "actortype",
+            "callbackstate",
+            "calldirection",
+            "callstate",
+            "channel",
+            "deliverystatus",
+            "eventkind",
+            "identitykind",
+            "inboxkind",
+            "maildirection",
+            "outboundkind",
+            "outboxstate",
+            "priority",
+            "role",
+            "ticketstatus",
+        ):
+            op.execute(sa.text(f'DROP TYPE IF EXISTS "{name}"'))
