@@ -29,7 +29,7 @@ from app.models.ticket import EventKind
 from app.services import webhook_outbox
 from app.services.actors import Actor
 from app.services.errors import Conflict, Forbidden, Invalid, NotFound
-from app.services.timeline import do_append_event, iso
+from app.services.timeline import do_append_event, find_by_client_id, iso
 from app.services.workspaces import get_agent, get_inbox, get_team
 
 MAX_TAGS = 50
@@ -178,6 +178,10 @@ async def do_create_ticket(
 ) -> tuple[Ticket, TicketEvent | None]:
     """Open a ticket, optionally with its first message (authored by the contact)."""
     ws = actor.workspace_id
+    # Callers dedupe first; reaching here with a known id would attach another
+    # ticket's message to a new ticket.
+    if client_id is not None and await find_by_client_id(uow.session, ws, client_id):
+        raise Conflict("client_id was already used for another message")
     await _check_refs(
         uow.session,
         ws,
@@ -522,6 +526,8 @@ async def list_tickets(
         stmt = stmt.where(col(Ticket.id).in_(ids))
     if cursor:
         raw_value, last_id = decode_cursor(cursor)
+        if not _is_db_int(last_id):
+            raise Invalid("cursor is not valid")
         value = _cursor_value(column, raw_value)
         cmp_col = col(column)
         if descending:
@@ -547,6 +553,11 @@ async def list_tickets(
     return rows, next_cursor
 
 
+def _is_db_int(value: Any) -> bool:
+    """A value that fits a 64-bit integer column (anything else overflows the driver)."""
+    return isinstance(value, int) and not isinstance(value, bool) and abs(value) < 2**63
+
+
 def _cursor_value(column: Any, raw: Any) -> Any:
     if column.key in ("updated_at", "created_at"):
         try:
@@ -554,7 +565,7 @@ def _cursor_value(column: Any, raw: Any) -> Any:
         except ValueError:
             raise Invalid("cursor is not valid") from None
     if column.key == "number":
-        if not isinstance(raw, int):
+        if not _is_db_int(raw):
             raise Invalid("cursor is not valid")
         return raw
     if column.key == "priority":
