@@ -479,8 +479,10 @@ def tag_clause(session: AsyncSession, tag: str) -> ColumnElement[bool]:
     if session.bind is not None and session.bind.dialect.name == "postgresql":
         return text("CAST(ticket.tags AS JSONB) ? :tag").bindparams(tag=tag)  # type: ignore[return-value]
     return exists(
-        select(1).select_from(func.json_each(Ticket.tags)).where(text("value = :tag"))
-    ).params(tag=tag)
+        select(1)
+        .select_from(func.json_each(Ticket.tags))
+        .where(text("value = :tag").bindparams(tag=tag))
+    )
 
 
 async def list_tickets(

@@ -37,8 +37,10 @@ class BodyLimit:
         max_bytes: int,
         max_upload_bytes: int,
         upload_suffix: str = "/attachments",
+        form_prefix: str = "/console/",
     ) -> None:
         self.app = app
+        self.form_prefix = form_prefix
         self.max_bytes = max_bytes
         self.max_upload_bytes = max_upload_bytes
         self.upload_suffix = upload_suffix
@@ -65,7 +67,16 @@ class BodyLimit:
         ctype = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
         has_body = length != 0 and (length > 0 or b"transfer-encoding" in headers)
         if has_body:
-            allowed = (b"multipart/form-data",) if is_upload else (b"application/json",)
+            allowed: tuple[bytes, ...] = (
+                (b"multipart/form-data",) if is_upload else (b"application/json",)
+            )
+            if scope["path"].startswith(self.form_prefix):
+                # Console pages post plain HTML forms (sign-in, admin) and file uploads.
+                allowed = (
+                    *allowed,
+                    b"application/x-www-form-urlencoded",
+                    b"multipart/form-data",
+                )
             if ctype not in allowed and not ctype.endswith(b"+json"):
                 await _send_error(
                     send,

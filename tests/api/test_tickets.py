@@ -135,3 +135,11 @@ async def test_errors_have_one_shape(client: httpx.AsyncClient, workspace: Seede
         "/api/v1/tickets", headers=workspace.auth(), params={"cursor": "!!"}
     )
     assert bad_cursor.status_code == 422
+
+
+async def test_filter_by_tag(client: httpx.AsyncClient, workspace: SeededWorkspace) -> None:
+    auth = workspace.auth()
+    await client.post("/api/v1/tickets", headers=auth, json={"subject": "a", "tags": ["vip"]})
+    await client.post("/api/v1/tickets", headers=auth, json={"subject": "b", "tags": ["other"]})
+    page = (await client.get("/api/v1/tickets", headers=auth, params={"tag": "VIP"})).json()
+    assert [t["subject"] for t in page["items"]] == ["a"]

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.context import AppContext
@@ -15,8 +15,29 @@ from app.models import Role
 from app.services import tokens
 from app.services.actors import Actor
 from app.services.errors import Forbidden
+from app.web.origin import UNSAFE_METHODS, same_origin
 
 bearer = HTTPBearer(auto_error=False, description="An API token: `Authorization: Bearer hd_…`")
+# Documented so the spec shows the console's way in; the value is read by `session_actor`.
+console_cookie = APIKeyCookie(
+    name="hd_session",
+    auto_error=False,
+    description="The console's signed session cookie (unsafe methods also need a same-origin "
+    "`Origin` header).",
+)
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def _same_origin(request: Request) -> bool:
+    """Cookie-authenticated writes must come from our own pages (CSRF defence)."""
+    origin = request.headers.get("origin")
+    if not origin:
+        return False
+    settings = getattr(request.app.state, "settings", None)
+    allowed = {f"{request.url.scheme}://{request.headers.get('host', '')}"}
+    if settings is not None:
+        allowed.add(settings.public_url.rstrip("/"))
+    return origin.rstrip("/") in allowed
 
 
 def get_ctx(request: Request) -> AppContext:
@@ -46,6 +67,7 @@ async def current_actor(
     request: Request,
     uow: Uow,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    _cookie: Annotated[str | None, Depends(console_cookie)],
 ) -> Actor:
     """A bearer token, or else a signed-in console agent (session cookie)."""
     actor: Actor | None = None
@@ -55,6 +77,15 @@ async def current_actor(
         resolver = getattr(request.app.state, "session_actor", None)
         if resolver is not None:
             actor = await resolver(request, uow.session)
+        if actor is not None and request.method not in SAFE_METHODS and not _same_origin(request):
+            raise Forbidden("cookie-authenticated writes need a same-origin Origin header")
+        if (
+            actor is not None
+            and request.method in UNSAFE_METHODS
+            and not same_origin(request, request.app.state.settings.public_url)
+        ):
+            # A cookie rides along on cross-site requests; only our own pages may write.
+            raise HTTPException(status_code=403, detail="cross-origin request refused")
     if actor is None:
         raise HTTPException(
             status_code=401,
@@ -74,6 +105,8 @@ def require(role: Role) -> object:
             raise Forbidden(f"this action needs the {role.value} role")
         return actor
 
+    # build_api reads this to publish `x-required-role` on every route that uses it.
+    _check.required_role = role  # type: ignore[attr-defined]
     return Depends(_check)
 
 
