@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
 from enum import StrEnum
 from functools import cached_property
@@ -39,6 +40,11 @@ class Settings(BaseSettings):
     smtp_relay: str | None = None
     smtp_max_bytes: int = Field(default=25 * 1024 * 1024, gt=0)
     smtp_enabled: bool = True
+    # Optional STARTTLS for the listener (PEM files) and AUTH ("user:password,...");
+    # when users are set every session must authenticate before MAIL.
+    smtp_tls_cert: Path | None = None
+    smtp_tls_key: Path | None = None
+    smtp_auth_users: str = ""
     ice_servers: str = ""
     log_format: str = "text"
     log_level: str = "INFO"
@@ -88,6 +94,28 @@ class Settings(BaseSettings):
             raise ValueError("must be HOST:PORT, e.g. 127.0.0.1:2525")
         return value
 
+    @field_validator("smtp_auth_users")
+    @classmethod
+    def _auth_users(cls, value: str) -> str:
+        for entry in filter(None, (e.strip() for e in value.split(","))):
+            user, sep, password = entry.partition(":")
+            if not sep or not user or not password:
+                raise ValueError("must be user:password pairs separated by commas")
+        return value
+
+    @model_validator(mode="after")
+    def _smtp_tls_and_auth(self) -> Settings:
+        if (self.smtp_tls_cert is None) != (self.smtp_tls_key is None):
+            raise ValueError("HELPDESK_SMTP_TLS_CERT and HELPDESK_SMTP_TLS_KEY go together")
+        host = self.smtp_host_port[0].strip("[]")
+        if self.smtp_users and self.smtp_tls_cert is None and not _is_loopback(host):
+            # AUTH is only offered after STARTTLS to remote peers: without TLS nobody could send.
+            raise ValueError(
+                "HELPDESK_SMTP_AUTH_USERS on a non-loopback listener needs "
+                "HELPDESK_SMTP_TLS_CERT and HELPDESK_SMTP_TLS_KEY"
+            )
+        return self
+
     @model_validator(mode="after")
     def _secret_required_in_production(self) -> Settings:
         if self.env is Env.production and (
@@ -109,6 +137,12 @@ class Settings(BaseSettings):
         host, _, port = self.smtp_listen.rpartition(":")
         return host, int(port)
 
+    @property
+    def smtp_users(self) -> dict[str, str]:
+        """``HELPDESK_SMTP_AUTH_USERS`` as {user: password}."""
+        pairs = (e.strip().partition(":") for e in self.smtp_auth_users.split(","))
+        return {user: password for user, _, password in pairs if user}
+
     @cached_property
     def secret(self) -> bytes:
         """The secret key as bytes; in dev it is generated once into the data folder."""
@@ -127,6 +161,13 @@ class Settings(BaseSettings):
     def ice_server_list(self) -> list[dict[str, Any]]:
         """``HELPDESK_ICE_SERVERS`` is a comma-separated list of stun:/turn: URLs."""
         return [{"urls": url.strip()} for url in self.ice_servers.split(",") if url.strip()]
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -133,3 +133,16 @@ def attachment_public(attachment: Attachment) -> dict[str, object]:
         "content_id": attachment.content_id,
         "created_at": attachment.created_at.isoformat(),
     }
+
+
+async def list_ticket_attachments(
+    session: AsyncSession, actor: Actor, ticket_id: int, *, limit: int = 500
+) -> list[Attachment]:
+    await get_ticket(session, actor, ticket_id)
+    stmt = (
+        select(Attachment)
+        .where(Attachment.workspace_id == actor.workspace_id, Attachment.ticket_id == ticket_id)
+        .order_by(col(Attachment.id))
+        .limit(limit)
+    )
+    return list((await session.exec(stmt)).all())

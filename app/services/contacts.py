@@ -45,8 +45,8 @@ def contact_public(contact: Contact, identities: Sequence[ContactIdentity] = ())
         "phone": contact.phone,
         "custom_fields": contact.custom_fields,
         "merged_into_id": contact.merged_into_id,
-        "created_at": contact.created_at,
-        "updated_at": contact.updated_at,
+        "created_at": contact.created_at.isoformat(),
+        "updated_at": contact.updated_at.isoformat(),
         "identities": [
             {"id": i.id, "kind": i.kind.value, "value": i.value, "verified": i.verified}
             for i in identities
@@ -157,7 +157,20 @@ async def do_update_contact(
     uow: UnitOfWork, actor: Actor, contact_id: int, **changes: Any
 ) -> Contact:
     contact = await get_contact(uow.session, actor.workspace_id, contact_id)
-    new_identities: Sequence[IdentityIn] = changes.pop("identities", None) or ()
+    if contact.merged_into_id is not None:
+        raise Conflict("this contact was merged; change the contact it was merged into")
+    new_identities: list[IdentityIn] = list(changes.pop("identities", None) or ())
+    if "email" in changes:
+        email = changes.pop("email")
+        if email is None:
+            contact.email = None
+        else:
+            # The primary address is always also an identity, so mail from it lands here.
+            email = normalize_identity(IdentityKind.email, email)
+            new_identities.append(IdentityIn(IdentityKind.email, email))
+            contact.email = email
+    if "name" in changes:
+        changes["name"] = (changes["name"] or "").strip()
     for key, value in changes.items():
         setattr(contact, key, value)
     contact.updated_at = utcnow()
@@ -178,8 +191,51 @@ async def do_add_identity(
     uow: UnitOfWork, actor: Actor, contact_id: int, ident: IdentityIn
 ) -> Contact:
     contact = await get_contact(uow.session, actor.workspace_id, contact_id)
+    if contact.merged_into_id is not None:
+        raise Conflict("this contact was merged; add identities to the contact it was merged into")
     await _add_identity(uow, contact, ident)
+    contact.updated_at = utcnow()
+    uow.session.add(contact)
+    await uow.session.flush()
+    await webhook_outbox.enqueue(
+        uow,
+        actor.workspace_id,
+        "contact.updated",
+        contact_public(contact, await identities_of(uow.session, contact_id)),
+    )
     return contact
+
+
+async def do_delete_contact(uow: UnitOfWork, actor: Actor, contact_id: int) -> None:
+    """Erase a contact and its identities (admins only); its tickets stay, unlinked.
+
+    Contacts merged into this one are tombstones of the same person and go with it.
+    """
+    actor.require(Role.admin)
+    contact = await get_contact(uow.session, actor.workspace_id, contact_id)
+    doomed = [contact]
+    frontier = [contact_id]
+    while frontier:
+        stmt = select(Contact).where(
+            Contact.workspace_id == actor.workspace_id, col(Contact.merged_into_id).in_(frontier)
+        )
+        found = list((await uow.session.exec(stmt)).all())
+        doomed += found
+        frontier = [c.id for c in found if c.id is not None]
+    ids = [c.id for c in doomed if c.id is not None]
+    await uow.session.exec(
+        update(Ticket)
+        .where(col(Ticket.workspace_id) == actor.workspace_id, col(Ticket.contact_id).in_(ids))
+        .values(contact_id=None)
+    )
+    await uow.session.exec(
+        update(Contact).where(col(Contact.id).in_(ids)).values(merged_into_id=None)
+    )
+    await uow.session.flush()
+    for doomed_contact in doomed:
+        await uow.session.delete(doomed_contact)
+    audit.record(uow, actor, "contact.delete", "contact", contact_id, {"merged": sorted(ids)[:100]})
+    await uow.session.flush()
 
 
 async def do_merge_contacts(
@@ -244,3 +300,27 @@ async def list_contacts(
         stmt = stmt.where(col(Contact.id) > after_id)
     stmt = stmt.order_by(col(Contact.id)).limit(limit)
     return (await session.exec(stmt)).all()
+
+
+async def identities_by_contact(
+    session: AsyncSession, contact_ids: Sequence[int]
+) -> dict[int, list[ContactIdentity]]:
+    """Identities of many contacts in one query (for list pages)."""
+    out: dict[int, list[ContactIdentity]] = {cid: [] for cid in contact_ids}
+    if not contact_ids:
+        return out
+    stmt = (
+        select(ContactIdentity)
+        .where(col(ContactIdentity.contact_id).in_(list(contact_ids)))
+        .order_by(col(ContactIdentity.id))
+    )
+    for ident in (await session.exec(stmt)).all():
+        out.setdefault(ident.contact_id, []).append(ident)
+    return out
+
+
+async def contacts_public(
+    session: AsyncSession, contacts: Sequence[Contact]
+) -> list[dict[str, Any]]:
+    idents = await identities_by_contact(session, [c.id for c in contacts if c.id is not None])
+    return [contact_public(c, idents.get(c.id or 0, [])) for c in contacts]

@@ -49,11 +49,16 @@ async def list_tokens(session: AsyncSession, workspace_id: int) -> Sequence[ApiT
     return (await session.exec(stmt)).all()
 
 
+async def get_token(session: AsyncSession, workspace_id: int, token_id: int) -> ApiToken:
+    token = await session.get(ApiToken, token_id)
+    if token is None or token.workspace_id != workspace_id:
+        raise NotFound("token not found")
+    return token
+
+
 async def do_revoke_token(uow: UnitOfWork, actor: Actor, token_id: int) -> ApiToken:
     actor.require(Role.admin)
-    token = await uow.session.get(ApiToken, token_id)
-    if token is None or token.workspace_id != actor.workspace_id:
-        raise NotFound("token not found")
+    token = await get_token(uow.session, actor.workspace_id, token_id)
     token.revoked_at = token.revoked_at or utcnow()
     uow.session.add(token)
     audit.record(uow, actor, "token.revoke", "api_token", token.id, {})

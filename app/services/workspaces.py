@@ -71,7 +71,16 @@ async def do_create_team(uow: UnitOfWork, actor: Actor, name: str) -> Team:
 async def do_update_team(uow: UnitOfWork, actor: Actor, team_id: int, name: str) -> Team:
     actor.require(Role.admin)
     team = await get_team(uow.session, actor.workspace_id, team_id)
-    team.name = name.strip() or team.name
+    name = name.strip()
+    if not name:
+        raise Invalid("team name is required")
+    if name != team.name:
+        exists = await uow.session.exec(
+            select(Team).where(Team.workspace_id == actor.workspace_id, Team.name == name)
+        )
+        if exists.first():
+            raise Conflict(f"team {name!r} exists")
+    team.name = name
     uow.session.add(team)
     audit.record(uow, actor, "team.update", "team", team.id, {"name": team.name})
     return team
@@ -185,6 +194,23 @@ async def do_update_agent(
     if not is_self or set(changes) - {"name", "locale", "time_zone"}:
         actor.require(Role.admin)
     agent = await get_agent(uow.session, actor.workspace_id, agent_id)
+    if "email" in changes:
+        email = changes["email"].strip().lower()
+        if not EMAIL_RE.match(email):
+            raise Invalid("a valid email address is required")
+        if email != agent.email:
+            exists = await uow.session.exec(
+                select(Agent).where(Agent.workspace_id == actor.workspace_id, Agent.email == email)
+            )
+            if exists.first():
+                raise Conflict(f"an agent with email {email} exists")
+        changes["email"] = email
+    if "name" in changes:
+        changes["name"] = changes["name"].strip() or agent.name
+    demoted = "role" in changes and changes["role"] is not Role.admin
+    deactivated = changes.get("is_active") is False
+    if agent.role is Role.admin and agent.is_active and (demoted or deactivated):
+        await _keep_an_admin(uow.session, actor.workspace_id, agent_id)
     for key, value in changes.items():
         setattr(agent, key, value)
     if password is not None:
@@ -197,6 +223,18 @@ async def do_update_agent(
     safe = {k: v for k, v in changes.items() if k != "password"}
     audit.record(uow, actor, "agent.update", "agent", agent.id, safe)
     return agent
+
+
+async def _keep_an_admin(session: AsyncSession, workspace_id: int, leaving_id: int) -> None:
+    """A workspace never loses its last active admin (nobody could fix that but the CLI)."""
+    stmt = select(Agent.id).where(
+        Agent.workspace_id == workspace_id,
+        Agent.role == Role.admin,
+        col(Agent.is_active).is_(True),
+        Agent.id != leaving_id,
+    )
+    if (await session.exec(stmt)).first() is None:
+        raise Conflict("this is the last active admin of the workspace")
 
 
 # -- inboxes -----------------------------------------------------------------------
@@ -253,6 +291,16 @@ async def do_update_inbox(uow: UnitOfWork, actor: Actor, inbox_id: int, **change
     inbox = await get_inbox(uow.session, actor.workspace_id, inbox_id)
     if changes.get("team_id") is not None:
         await get_team(uow.session, actor.workspace_id, changes["team_id"])
+    if "address" in changes:
+        if inbox.kind is not InboxKind.email:
+            raise Invalid("only email inboxes have an address")
+        address = (changes["address"] or "").strip().lower()
+        if not EMAIL_RE.match(address):
+            raise Invalid("an email inbox needs a valid address")
+        other = await get_inbox_by_address(uow.session, address)
+        if other is not None and other.id != inbox.id:
+            raise Conflict(f"address {address} is already used by an inbox")
+        changes["address"] = address
     for key, value in changes.items():
         setattr(inbox, key, value)
     uow.session.add(inbox)
@@ -265,3 +313,15 @@ async def do_delete_inbox(uow: UnitOfWork, actor: Actor, inbox_id: int) -> None:
     inbox = await get_inbox(uow.session, actor.workspace_id, inbox_id)
     await uow.session.delete(inbox)
     audit.record(uow, actor, "inbox.delete", "inbox", inbox_id, {})
+
+
+async def agent_ids_by_team(session: AsyncSession, workspace_id: int) -> dict[int, list[int]]:
+    stmt = (
+        select(AgentTeam.team_id, AgentTeam.agent_id)
+        .join(Team, col(Team.id) == AgentTeam.team_id)
+        .where(Team.workspace_id == workspace_id)
+    )
+    out: dict[int, list[int]] = {}
+    for team_id, agent_id in (await session.exec(stmt)).all():
+        out.setdefault(team_id, []).append(agent_id)
+    return out

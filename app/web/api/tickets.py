@@ -17,7 +17,14 @@ from app.services.errors import Invalid
 from app.services.timeline import event_public, list_events
 from app.web.api.deps import CurrentActor, Session, Uow
 from app.web.api.errors import COMMON_ERRORS, error_responses
-from app.web.api.schemas.common import EventOut, Page
+from app.web.api.schemas.common import (
+    MAX_ID,
+    EventOut,
+    Page,
+    PathId,
+    QueryId,
+    check_query_text,
+)
 from app.web.api.schemas.tickets import (
     MergeRequest,
     NoteCreate,
@@ -37,11 +44,11 @@ async def list_tickets(
     actor: CurrentActor,
     session: Session,
     status: Annotated[list[TicketStatus] | None, Query()] = None,
-    assignee_id: int | None = None,
+    assignee_id: QueryId = None,
     unassigned: bool = False,
-    team_id: int | None = None,
+    team_id: QueryId = None,
     tag: Annotated[str | None, Query(max_length=64)] = None,
-    contact_id: int | None = None,
+    contact_id: QueryId = None,
     channel: Channel | None = None,
     priority: Priority | None = None,
     updated_since: datetime | None = None,
@@ -60,7 +67,7 @@ async def list_tickets(
         channel=channel,
         priority=priority,
         updated_since=updated_since,
-        q=q,
+        q=check_query_text(q),
     )
     rows, next_cursor = await tickets.list_tickets(
         session, actor, filters, sort=sort, limit=limit, cursor=cursor
@@ -138,7 +145,7 @@ async def create_ticket(
 
 
 @router.get("/{ticket_id}", response_model=TicketOut, summary="Get a ticket")
-async def get_ticket(ticket_id: int, actor: CurrentActor, session: Session) -> dict[str, Any]:
+async def get_ticket(ticket_id: PathId, actor: CurrentActor, session: Session) -> dict[str, Any]:
     return tickets.ticket_public(await tickets.get_ticket(session, actor, ticket_id))
 
 
@@ -149,7 +156,7 @@ async def get_ticket(ticket_id: int, actor: CurrentActor, session: Session) -> d
     responses=error_responses(409),
 )
 async def update_ticket(
-    ticket_id: int, body: TicketUpdate, actor: CurrentActor, uow: Uow
+    ticket_id: PathId, body: TicketUpdate, actor: CurrentActor, uow: Uow
 ) -> dict[str, Any]:
     changes = body.model_dump(exclude_unset=True)
     for key in ("subject", "status", "priority", "tags", "custom_fields"):
@@ -167,7 +174,7 @@ async def update_ticket(
     responses=error_responses(409),
 )
 async def merge_ticket(
-    ticket_id: int, body: MergeRequest, actor: CurrentActor, uow: Uow
+    ticket_id: PathId, body: MergeRequest, actor: CurrentActor, uow: Uow
 ) -> dict[str, Any]:
     target = await tickets.do_merge_tickets(uow, actor, ticket_id, body.source_ticket_id)
     await uow.commit()
@@ -176,10 +183,10 @@ async def merge_ticket(
 
 @router.get("/{ticket_id}/events", response_model=Page[EventOut], summary="Read the timeline")
 async def timeline(
-    ticket_id: int,
+    ticket_id: PathId,
     actor: CurrentActor,
     session: Session,
-    after_seq: Annotated[int, Query(ge=0)] = 0,
+    after_seq: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> dict[str, Any]:
     await tickets.get_ticket(session, actor, ticket_id)
@@ -198,7 +205,7 @@ async def timeline(
     description="Stored on the timeline at once; the ticket's channel delivers it.",
 )
 async def reply(
-    ticket_id: int, body: ReplyCreate, actor: CurrentActor, uow: Uow, response: Response
+    ticket_id: PathId, body: ReplyCreate, actor: CurrentActor, uow: Uow, response: Response
 ) -> dict[str, Any]:
     payload = {"attachments": body.attachment_ids} if body.attachment_ids else None
     if body.attachment_ids:
@@ -216,7 +223,7 @@ async def reply(
 
 @router.post("/{ticket_id}/notes", status_code=201, response_model=EventOut, summary="Add a note")
 async def note(
-    ticket_id: int, body: NoteCreate, actor: CurrentActor, uow: Uow, response: Response
+    ticket_id: PathId, body: NoteCreate, actor: CurrentActor, uow: Uow, response: Response
 ) -> dict[str, Any]:
     event, created = await tickets.do_note(
         uow, actor, ticket_id, body=body.body, client_id=body.client_id

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, EmailStr, Field
+from pydantic import BaseModel, Field
 
 from app.models import Priority, TicketStatus
-from app.web.api.schemas.common import Strict
+from app.web.api.schemas.common import CustomFields, Email, ObjectId, Strict
 
 
 class ContactRef(Strict):
-    id: int | None = Field(default=None, description="An existing contact.")
-    email: EmailStr | None = Field(default=None, description="Found or created by this address.")
+    id: ObjectId | None = Field(default=None, description="An existing contact.")
+    email: Email | None = Field(default=None, description="Found or created by this address.")
     name: str = Field(default="", max_length=200)
     external_id: str | None = Field(default=None, min_length=1, max_length=254)
 
@@ -25,20 +25,20 @@ class TicketCreate(Strict):
     )
     priority: Priority = Priority.normal
     tags: list[str] = Field(default_factory=list, max_length=50)
-    team_id: int | None = None
-    assignee_id: int | None = None
-    inbox_id: int | None = None
-    custom_fields: dict[str, Any] = Field(default_factory=dict)
+    team_id: ObjectId | None = None
+    assignee_id: ObjectId | None = None
+    inbox_id: ObjectId | None = None
+    custom_fields: CustomFields = Field(default_factory=dict)
 
 
 class TicketUpdate(Strict):
     subject: str | None = Field(default=None, max_length=500)
     status: TicketStatus | None = None
     priority: Priority | None = None
-    assignee_id: int | None = None
-    team_id: int | None = None
+    assignee_id: ObjectId | None = None
+    team_id: ObjectId | None = None
     tags: list[str] | None = Field(default=None, max_length=50)
-    custom_fields: dict[str, Any] | None = None
+    custom_fields: CustomFields | None = None
 
 
 class TicketOut(BaseModel):
@@ -70,7 +70,7 @@ class ReplyCreate(Strict):
     client_id: str | None = Field(
         default=None, min_length=1, max_length=64, description="Idempotency key for this reply."
     )
-    attachment_ids: list[int] = Field(default_factory=list, max_length=20)
+    attachment_ids: list[ObjectId] = Field(default_factory=list, max_length=20)
 
 
 class NoteCreate(Strict):
@@ -79,4 +79,4 @@ class NoteCreate(Strict):
 
 
 class MergeRequest(Strict):
-    source_ticket_id: int = Field(description="This ticket is closed and its timeline copied.")
+    source_ticket_id: ObjectId = Field(description="This ticket is closed and its timeline copied.")
