@@ -51,6 +51,8 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1024 * 1024, gt=0)
     max_upload_bytes: int = Field(default=20 * 1024 * 1024, gt=0)
     webhook_worker: bool = True
+    # None: allowed outside production, refused in production (see webhooks_may_reach_private).
+    webhook_allow_private: bool | None = None
     workers_enabled: bool = True
     # REST API token bucket per caller: sustained requests/s and burst; rate 0 disables.
     api_rate_limit: float = Field(default=500.0, ge=0)
@@ -127,6 +129,12 @@ class Settings(BaseSettings):
                 "HELPDESK_SECRET_KEY must be set to at least 32 random characters in production"
             )
         return self
+
+    @property
+    def webhooks_may_reach_private(self) -> bool:
+        if self.webhook_allow_private is not None:
+            return self.webhook_allow_private
+        return self.env is not Env.production
 
     @property
     def is_sqlite(self) -> bool:

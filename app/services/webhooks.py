@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
+import ipaddress
 import logging
 import random
 import secrets
@@ -159,6 +160,27 @@ def new_http_client(timeout: httpx.Timeout = DEFAULT_TIMEOUT) -> httpx.AsyncClie
     )
 
 
+async def private_target_refusal(url: str) -> str | None:
+    """Why `url` must not be called from a production server, or None when it may.
+
+    A workspace admin controls webhook URLs and reads response excerpts in the delivery
+    log, so an unguarded worker would let them probe internal services. The check
+    resolves the host and refuses loopback, private, link-local and reserved ranges.
+    """
+    host = httpx.URL(url).host
+    if not host:
+        return "webhook URL has no host"
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, None)
+    except OSError as exc:
+        return f"cannot resolve {host}: {exc.strerror or exc}"
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0])
+        if not address.is_global:
+            return f"refusing to call non-public address {address} ({host})"
+    return None
+
+
 async def post_delivery(
     client: httpx.AsyncClient,
     *,
@@ -168,9 +190,14 @@ async def post_delivery(
     event: str,
     body: str,
     total_timeout: float = 20.0,
+    allow_private: bool = True,
 ) -> AttemptResult:
     """POST one signed delivery; never raises for network or receiver errors."""
     raw = body.encode()
+    if not allow_private:
+        refusal = await private_target_refusal(url)
+        if refusal is not None:
+            return AttemptResult(False, None, refusal, 0, "")
     headers = {
         "Content-Type": "application/json",
         "User-Agent": USER_AGENT,
@@ -394,6 +421,9 @@ class WebhookWorker:
             event=claim.event,
             body=claim.body,
             total_timeout=self.total_timeout,
+            allow_private=self._ctx.settings.webhooks_may_reach_private
+            if self._ctx is not None
+            else True,
         )
         await self._record(claim, result)
 

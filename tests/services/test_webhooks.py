@@ -469,3 +469,13 @@ async def test_two_workers_never_send_the_same_delivery(
         await other.stop()
     ids = [x.delivery_id for x in receiver.on("/both")]
     assert len(ids) == 21 and len(set(ids)) == 21
+
+
+async def test_production_refuses_webhooks_to_private_addresses() -> None:
+    from app.services.webhooks import private_target_refusal
+
+    assert await private_target_refusal("http://127.0.0.1:9/hook") is not None
+    assert await private_target_refusal("http://169.254.169.254/latest") is not None
+    assert await private_target_refusal("http://10.1.2.3/") is not None
+    assert await private_target_refusal("http://[::1]:8080/") is not None
+    assert await private_target_refusal("http://8.8.8.8/hook") is None
