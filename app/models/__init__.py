@@ -30,6 +30,7 @@ from app.models.ticket import (
     TicketEvent,
     TicketStatus,
 )
+from app.models.visitor_presence import VisitorPresence
 from app.models.webhook import DeliveryStatus, Webhook, WebhookDelivery
 from app.models.workspace import Agent, AgentTeam, Inbox, InboxKind, Role, Team, Workspace
 
@@ -68,6 +69,7 @@ __all__ = [
     "Ticket",
     "TicketEvent",
     "TicketStatus",
+    "VisitorPresence",
     "Webhook",
     "WebhookDelivery",
     "Workspace",

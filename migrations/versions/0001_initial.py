@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-27 15:13:15.815223
+Create Date: 2026-11-27 15:54:45.967981
 """
 
 from __future__ import annotations
@@ -372,6 +372,32 @@ def upgrade() -> None:
         )
 
     op.create_table(
+        "visitor_presence",
+        sa.Column("id", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+        sa.Column("workspace_id", sa.Integer(), nullable=False),
+        sa.Column("inbox_id", sa.Integer(), nullable=False),
+        sa.Column("visitor_id", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+        sa.Column("contact_id", sa.Integer(), nullable=True),
+        sa.Column("node", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+        sa.Column("heartbeat_at", app.models.base.TZDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(["contact_id"], ["contact.id"], ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(["inbox_id"], ["inbox.id"], ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(["workspace_id"], ["workspace.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    with op.batch_alter_table("visitor_presence", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_visitor_presence_contact_id"), ["contact_id"], unique=False
+        )
+        batch_op.create_index(batch_op.f("ix_visitor_presence_node"), ["node"], unique=False)
+        batch_op.create_index(
+            batch_op.f("ix_visitor_presence_visitor_id"), ["visitor_id"], unique=False
+        )
+        batch_op.create_index(
+            batch_op.f("ix_visitor_presence_workspace_id"), ["workspace_id"], unique=False
+        )
+
+    op.create_table(
         "callback_request",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("workspace_id", sa.Integer(), nullable=False),
@@ -682,6 +708,13 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_callback_request_ticket_id"))
 
     op.drop_table("callback_request")
+    with op.batch_alter_table("visitor_presence", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_visitor_presence_workspace_id"))
+        batch_op.drop_index(batch_op.f("ix_visitor_presence_visitor_id"))
+        batch_op.drop_index(batch_op.f("ix_visitor_presence_node"))
+        batch_op.drop_index(batch_op.f("ix_visitor_presence_contact_id"))
+
+    op.drop_table("visitor_presence")
     with op.batch_alter_table("ticket", schema=None) as batch_op:
         batch_op.drop_index("ix_ticket_ws_updated")
         batch_op.drop_index("ix_ticket_ws_status")

@@ -1,0 +1,384 @@
+"""`/console/ws`: the agents' websocket — streams with cursors, replies, notes, presence."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from sqlmodel import col, select
+from starlette.websockets import WebSocket
+
+from app.bus.base import Message
+from app.events import contact_topic, workspace_topic
+from app.models import ActorType, Ticket
+from app.services import presence, tokens
+from app.services.actors import Actor
+from app.services.errors import ServiceError
+from app.services.routing import OPEN_CHAT_STATUSES
+from app.services.tickets import can_see, do_note, do_reply, get_ticket
+from app.web.origin import allowed_origins, origin_of
+from app.web.sessions import session_actor
+from channels.base import ClientSession, close_session, frame_handler, open_session
+from channels.webchat.connection import Closed, Connection
+from channels.webchat.hub import WebchatHub
+from channels.webchat.protocol import (
+    CLOSE_POLICY,
+    ProtocolError,
+    Subscribe,
+    ack,
+    agent_event,
+    error_frame,
+    parse_agent_write,
+    parse_read,
+    parse_subscribe,
+    parse_typing,
+)
+
+log = logging.getLogger(__name__)
+
+
+async def agent_endpoint(websocket: WebSocket) -> None:
+    hub: WebchatHub = websocket.app.state.webchat
+    await AgentConnection(hub, websocket).run()
+
+
+async def authenticate(
+    websocket: WebSocket, public_url: str, sessions: Any
+) -> tuple[Actor | None, str]:
+    """(actor, refusal reason). Bearer token for integrations, else the session cookie;
+    a cookie rides along on cross-site requests, so then Origin must be ours."""
+    header = websocket.headers.get("authorization", "")
+    async with sessions() as session:
+        if header.lower().startswith("bearer "):
+            actor = await tokens.authenticate(session, header[7:].strip())
+            return actor, "" if actor else "not signed in"
+        origin = websocket.headers.get("origin")
+        if origin is not None and origin_of(origin) not in allowed_origins(websocket, public_url):
+            return None, "origin not allowed"
+        actor = await session_actor(websocket, session)
+        return actor, "" if actor else "not signed in"
+
+
+class AgentConnection(Connection):
+    customer_view = False
+    queue_size = 5000
+
+    def __init__(self, hub: WebchatHub, websocket: WebSocket) -> None:
+        super().__init__(hub, websocket)
+        self.actor: Actor | None = None
+        self.conn_id = str(uuid.uuid4())
+        self.present = False
+        self.workspace = False
+        self.teams: set[int] = set()
+        self.tickets: set[int] = set()
+        self.assigned_stream = False
+        self.assigned: set[int] = set()
+        self.pending_cursors: dict[int, int] = {}
+        self.ticket_info: dict[int, tuple[int | None, int | None]] = {}
+        self.frame_session: ClientSession | None = None  # for call.* frames (channels/base)
+
+    async def run(self) -> None:
+        actor, reason = await authenticate(self.ws, self.ctx.settings.public_url, self.hub.session)
+        if actor is None:
+            await self.refuse(CLOSE_POLICY, reason)
+            return
+        self.actor = actor
+        await self.ws.accept()
+        try:
+            await self._session()
+        except Closed:
+            pass
+        finally:
+            await self.stop_pump()
+            await close_session(self.ctx, self.frame_session)
+            if self.present:
+                try:
+                    async with self.hub.uow() as uow:
+                        await presence.do_disconnect(uow, self.conn_id, self.hub.ttl)
+                        await uow.commit()
+                except Exception:
+                    log.exception("presence disconnect failed")
+                self.hub.kick()
+
+    @property
+    def agent_id(self) -> int | None:
+        return self.actor.agent_id if self.actor else None
+
+    async def _session(self) -> None:
+        assert self.actor is not None
+        data = await self.receive_hello()
+        if not data or data.get("type") != "hello":
+            await self.close(CLOSE_POLICY, "hello expected")
+            return
+        status = data.get("presence", presence.AVAILABLE)
+        try:
+            status = presence.check_status(status)
+        except ServiceError:
+            status = presence.AVAILABLE
+        self.sub = await self.ctx.bus.subscribe(
+            [workspace_topic(self.actor.workspace_id)], maxsize=self.queue_size
+        )
+        shown = presence.OFFLINE
+        if self.agent_id is not None:
+            async with self.hub.uow() as uow:
+                shown = await presence.do_connect(
+                    uow,
+                    conn_id=self.conn_id,
+                    workspace_id=self.actor.workspace_id,
+                    agent_id=self.agent_id,
+                    node=self.hub.node,
+                    status=status,
+                    ttl=self.hub.ttl,
+                )
+                await uow.commit()
+            self.present = True
+            self.hub.kick()
+        await self.send(
+            {
+                "type": "welcome",
+                "agent": {
+                    "id": self.actor.id,
+                    "type": self.actor.type.value,
+                    "name": self.actor.name,
+                    "role": self.actor.role.value,
+                    "team_ids": sorted(self.actor.team_ids),
+                },
+                "presence": shown,
+            }
+        )
+        self.frame_session = ClientSession(
+            "agent", self.actor.workspace_id, self.send, actor=self.actor
+        )
+        self.start_pump()
+        await open_session(self.ctx, self.frame_session)
+        while True:
+            frame = await self.receive()
+            if frame is None:
+                continue
+            try:
+                await self._handle(frame)
+            except ProtocolError as exc:
+                await self.send(exc.frame())
+            except ServiceError as exc:
+                await self.send(error_frame(exc.code, exc.message, frame.get("client_id")))
+
+    # -- scope -----------------------------------------------------------------------
+
+    def _team_visible(self, team: int | None) -> bool:
+        assert self.actor is not None
+        return self.actor.sees_all_tickets or team is None or team in self.actor.team_ids
+
+    def _in_scope(self, ticket: int, team: int | None) -> bool:
+        if ticket in self.tickets or ticket in self.assigned:
+            return True
+        if not self._team_visible(team):
+            return False
+        return self.workspace or (team is not None and team in self.teams)
+
+    # -- bus -> agent -----------------------------------------------------------------
+
+    async def on_bus(self, message: Message) -> None:
+        kind = message.get("type")
+        if kind == "ticket.event":
+            await self._ticket_event(message)
+        elif kind in ("ticket.created", "ticket.updated"):
+            ticket = message.get("ticket") or {}
+            if self._in_scope(int(ticket.get("id") or 0), ticket.get("team_id")):
+                await self.send({"type": "ticket", "action": kind.split(".")[1], "ticket": ticket})
+        elif kind in ("typing", "read"):
+            author = message.get("author") or {}
+            if author.get("type") == "agent" and author.get("id") == self.agent_id:
+                return
+            if self._in_scope(int(message.get("ticket") or 0), message.get("team")):
+                frame = {k: v for k, v in message.items() if k != "team"}
+                await self.send(frame)
+        elif kind == "presence":
+            await self.send(
+                {"type": "presence", "agent": message.get("agent"), "status": message.get("status")}
+            )
+
+    async def _ticket_event(self, message: Message) -> None:
+        ticket, seq, team = int(message["ticket"]), int(message["seq"]), message.get("team")
+        released = False
+        if self.assigned_stream and message.get("kind") == "assignment":
+            changes = (message.get("event") or {}).get("payload", {}).get("changes", {})
+            change = changes.get("assignee_id")
+            if change and change.get("to") == self.agent_id:
+                self.assigned.add(ticket)
+            elif change and ticket in self.assigned:
+                released = True
+        if not self._in_scope(ticket, team):
+            return
+        if ticket not in self.cursors:
+            start = self.pending_cursors.pop(ticket, None)
+            if start is None:
+                # Tickets this agent must see whole start at 0; others from this event on.
+                whole = ticket in self.assigned or ticket in self.tickets
+                start = 0 if whole else seq - 1
+            self.cursors.start(ticket, start)
+        await self.on_ticket_event(message)
+        if released:
+            self.assigned.discard(ticket)
+
+    async def emit(self, event: dict[str, Any], team: int | None) -> None:
+        await self.send(agent_event(event, team))
+
+    # -- agent -> server ---------------------------------------------------------------
+
+    async def _handle(self, frame: dict[str, Any]) -> None:
+        kind = frame["type"]
+        if kind in ("reply", "note"):
+            await self._write(frame)
+        elif kind == "subscribe":
+            sub = parse_subscribe(frame)
+            async with self.deliver_lock:
+                await self._subscribe(sub)
+        elif kind == "unsubscribe":
+            sub = parse_subscribe(frame)
+            self._unsubscribe(sub)
+            await self.send({"type": "unsubscribed", "stream": sub.stream})
+        elif kind == "typing":
+            await self._signal(frame, {"type": "typing", "typing": parse_typing(frame)})
+        elif kind == "read":
+            await self._signal(frame, {"type": "read", "seq": parse_read(frame), "by": "agent"})
+        elif kind == "presence":
+            await self._presence(frame.get("status"))
+        elif kind == "ping":
+            await self.send({"type": "pong"})
+        elif (handler := frame_handler(self.ctx, kind)) is not None and self.frame_session:
+            await handler.on_frame(self.frame_session, frame)
+        else:
+            raise ProtocolError("bad_frame", f"unknown frame type {kind!r}")
+
+    async def _write(self, frame: dict[str, Any]) -> None:
+        assert self.actor is not None
+        write = parse_agent_write(frame, self.limits)
+        wait = self.hub.agent_buckets.take(("a", self.actor.type.value, self.actor.id))
+        if wait > 0:
+            await self.send(
+                error_frame(
+                    "rate_limited", "slow down", write.client_id, retry_after=round(wait, 2)
+                )
+            )
+            return
+        async with self.hub.uow() as uow:
+            if write.kind == "reply":
+                payload = {"attachments": write.attachments} if write.attachments else None
+                if write.attachments:
+                    from app.services.attachments import check_attachments
+
+                    await check_attachments(
+                        uow.session, self.actor, write.ticket, write.attachments
+                    )
+                event, _ = await do_reply(
+                    uow,
+                    self.actor,
+                    write.ticket,
+                    body=write.body,
+                    client_id=write.client_id,
+                    payload=payload,
+                )
+            else:
+                event, _ = await do_note(
+                    uow, self.actor, write.ticket, body=write.body, client_id=write.client_id
+                )
+            await uow.commit()
+        await self.send(ack(write.client_id, event.ticket_id, event.seq))
+
+    async def _subscribe(self, sub: Subscribe) -> None:
+        assert self.actor is not None
+        replay: list[tuple[int, int]] = []
+        async with self.hub.session() as session:
+            if sub.stream == "ticket":
+                assert sub.ticket is not None
+                await get_ticket(session, self.actor, sub.ticket)
+                self.tickets.add(sub.ticket)
+                replay.append((sub.ticket, sub.after_seq))
+            elif sub.stream == "assigned":
+                if self.agent_id is None:
+                    raise ProtocolError("forbidden", "only agents have assigned tickets")
+                self.assigned_stream = True
+                stmt = select(Ticket.id).where(
+                    Ticket.workspace_id == self.actor.workspace_id,
+                    Ticket.assignee_id == self.agent_id,
+                    col(Ticket.status).in_(OPEN_CHAT_STATUSES),
+                    col(Ticket.merged_into_id).is_(None),
+                )
+                for ticket_id in (await session.exec(stmt)).all():
+                    if ticket_id is not None:
+                        self.assigned.add(ticket_id)
+                        replay.append((ticket_id, sub.cursors.get(ticket_id, 0)))
+            else:
+                if sub.stream == "team":
+                    assert sub.team is not None
+                    if not self._team_visible(sub.team):
+                        raise ProtocolError("forbidden", "not a team of yours")
+                    self.teams.add(sub.team)
+                else:
+                    self.workspace = True
+                for ticket_id, after in sub.cursors.items():
+                    ticket = await session.get(Ticket, ticket_id)
+                    if ticket is not None and can_see(self.actor, ticket):
+                        replay.append((ticket_id, after))
+            for ticket_id, after in sub.cursors.items():
+                self.pending_cursors.setdefault(ticket_id, after)
+        await self.send(
+            {"type": "subscribed", "stream": sub.stream, "ticket": sub.ticket, "team": sub.team}
+        )
+        for ticket_id, after in replay:
+            self.pending_cursors.pop(ticket_id, None)
+            self.cursors.start(ticket_id, after)
+            await self.catch_up(ticket_id)
+
+    def _unsubscribe(self, sub: Subscribe) -> None:
+        if sub.stream == "ticket" and sub.ticket is not None:
+            self.tickets.discard(sub.ticket)
+        elif sub.stream == "team" and sub.team is not None:
+            self.teams.discard(sub.team)
+        elif sub.stream == "workspace":
+            self.workspace = False
+        elif sub.stream == "assigned":
+            self.assigned_stream = False
+            self.assigned.clear()
+
+    async def _ticket_info(self, ticket_id: int) -> tuple[int | None, int | None]:
+        """(contact, team) of a ticket the agent may see; cached per connection."""
+        assert self.actor is not None
+        if ticket_id not in self.ticket_info:
+            async with self.hub.session() as session:
+                ticket = await get_ticket(session, self.actor, ticket_id)
+            if len(self.ticket_info) > 1000:
+                self.ticket_info.clear()
+            self.ticket_info[ticket_id] = (ticket.contact_id, ticket.team_id)
+        return self.ticket_info[ticket_id]
+
+    async def _signal(self, frame: dict[str, Any], signal: dict[str, Any]) -> None:
+        assert self.actor is not None
+        ticket = frame.get("ticket")
+        if isinstance(ticket, bool) or not isinstance(ticket, int):
+            raise ProtocolError("bad_frame", "`ticket` is required")
+        contact, team = await self._ticket_info(ticket)
+        author_type = "agent" if self.actor.type in (ActorType.agent, ActorType.api) else "system"
+        signal.update(
+            ticket=ticket,
+            team=team,
+            author={"type": author_type, "id": self.agent_id, "name": self.actor.name},
+        )
+        ws = self.actor.workspace_id
+        if contact is not None:
+            await self.ctx.bus.publish(contact_topic(ws, contact), signal)
+        await self.ctx.bus.publish(workspace_topic(ws), signal)
+
+    async def _presence(self, status: object) -> None:
+        if not self.present or self.agent_id is None:
+            raise ProtocolError("forbidden", "presence is for agents signed in to the console")
+        try:
+            checked = presence.check_status(status)
+        except ServiceError as exc:
+            raise ProtocolError("bad_frame", exc.message) from None
+        async with self.hub.uow() as uow:
+            shown = await presence.do_set_status(uow, self.conn_id, checked, self.hub.ttl)
+            await uow.commit()
+        self.hub.kick()
+        await self.send({"type": "presence", "agent": self.agent_id, "status": shown})

@@ -1,0 +1,172 @@
+"""What the widget and agent websockets share: sending, the bus pump, replay and gap fill.
+
+Order on (re)connect: subscribe to the bus first, then replay from the database
+after the client's cursor, then let the pump flush what the bus buffered
+meanwhile; `Cursors` drops what replay already sent and turns a jump in `seq`
+into a database read, so every event reaches the client once and in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from typing import TYPE_CHECKING, Any
+
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from app.bus.base import Message, Subscription, SubscriptionOverflow
+from app.models import Ticket, TicketEvent
+from app.services.chat import replay_events
+from app.services.timeline import event_public
+from channels.webchat.cursors import Cursors
+from channels.webchat.protocol import (
+    CLOSE_TRY_AGAIN,
+    HELLO_TIMEOUT,
+    Limits,
+    ProtocolError,
+    decode,
+)
+
+if TYPE_CHECKING:
+    from channels.webchat.hub import WebchatHub
+
+log = logging.getLogger(__name__)
+
+
+class Closed(Exception):
+    """The peer went away; unwind quietly."""
+
+
+class Connection:
+    customer_view = True
+    queue_size = 256
+
+    def __init__(self, hub: WebchatHub, websocket: WebSocket) -> None:
+        self.hub = hub
+        self.ctx = hub.ctx
+        self.ws = websocket
+        self.limits: Limits = hub.limits
+        self.sub: Subscription | None = None
+        self.cursors = Cursors()
+        self._send_lock = asyncio.Lock()
+        # Replay and live delivery of one connection never interleave.
+        self.deliver_lock = asyncio.Lock()
+        self._pump: asyncio.Task[None] | None = None
+
+    # -- output -------------------------------------------------------------------
+
+    async def send(self, frame: dict[str, Any]) -> None:
+        text = json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
+        async with self._send_lock:
+            if self.ws.application_state is not WebSocketState.CONNECTED:
+                raise Closed
+            try:
+                await self.ws.send_text(text)
+            except (WebSocketDisconnect, RuntimeError, OSError) as exc:
+                raise Closed from exc
+
+    async def close(self, code: int, reason: str) -> None:
+        with contextlib.suppress(Exception):
+            if self.ws.application_state is WebSocketState.CONNECTED:
+                await self.ws.close(code=code, reason=reason)
+
+    async def refuse(self, code: int, reason: str) -> None:
+        """Refuse before any frame is read. The handshake completes only so the close
+        code and reason reach page JavaScript (a refused handshake shows as 1006)."""
+        await self.ws.accept()
+        await self.ws.close(code=code, reason=reason)
+
+    # -- input --------------------------------------------------------------------
+
+    async def receive(self) -> dict[str, Any] | None:
+        """The next frame as a dict; None after answering a bad frame with an error."""
+        message = await self.ws.receive()
+        if message["type"] == "websocket.disconnect":
+            raise Closed
+        raw = message.get("text")
+        if raw is None:
+            raw = message.get("bytes")
+        try:
+            return decode(raw, self.limits)
+        except ProtocolError as exc:
+            await self.send(exc.frame())
+            return None
+
+    async def receive_hello(self) -> dict[str, Any] | None:
+        try:
+            async with asyncio.timeout(HELLO_TIMEOUT):
+                return await self.receive()
+        except TimeoutError:
+            return None
+
+    # -- bus ----------------------------------------------------------------------
+
+    def start_pump(self) -> None:
+        self._pump = asyncio.create_task(self._run_pump(), name="webchat-pump")
+
+    async def stop_pump(self) -> None:
+        if self._pump is not None:
+            self._pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._pump
+        if self.sub is not None:
+            await self.sub.close()
+
+    async def _run_pump(self) -> None:
+        assert self.sub is not None
+        try:
+            while True:
+                message = await self.sub.get()
+                async with self.deliver_lock:
+                    await self.on_bus(message)
+        except SubscriptionOverflow:
+            # Never wait on a slow client: it reconnects and resumes from its cursor.
+            await self.close(CLOSE_TRY_AGAIN, "too slow; reconnect and resume")
+        except Closed:
+            pass
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("webchat pump failed")
+            await self.close(1011, "internal error")
+
+    async def on_bus(self, message: Message) -> None:
+        raise NotImplementedError
+
+    # -- exactly-once delivery -------------------------------------------------------
+
+    async def on_ticket_event(self, message: Message) -> None:
+        """A live `ticket.event` for a ticket this connection follows (cursor set)."""
+        ticket, seq = int(message["ticket"]), int(message["seq"])
+        decision = self.cursors.decide(ticket, seq)
+        if decision == "drop":
+            return
+        if decision == "next":
+            self.cursors.advance(ticket, seq)
+            if self.customer_view and message.get("internal"):
+                return
+            await self.emit(message["event"], message.get("team"))
+            return
+        await self.catch_up(ticket)
+
+    async def catch_up(self, ticket_id: int) -> Ticket | None:
+        """Send what the database has after this ticket's cursor; advance the cursor."""
+        after = self.cursors.get(ticket_id) or 0
+        async with self.hub.session() as session:
+            ticket = await session.get(Ticket, ticket_id)
+            if ticket is None:
+                return None
+            # last_seq first: every seq up to it is committed, so the read is complete.
+            upto = ticket.last_seq
+            events: list[TicketEvent] = await replay_events(
+                session, ticket_id, after, upto, customer_view=self.customer_view
+            )
+        for event in events:
+            await self.emit(event_public(event), ticket.team_id)
+        self.cursors.advance(ticket_id, upto)
+        return ticket
+
+    async def emit(self, event: dict[str, Any], team: int | None) -> None:
+        raise NotImplementedError

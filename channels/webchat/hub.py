@@ -1,0 +1,143 @@
+"""The live chat channel as a lifespan service: shared state, presence and routing loops.
+
+Connections work whether or not the loops run (the loops only heartbeat
+presence rows, sweep dead nodes' rows, requeue chats of lost agents and assign
+waiting chats); `kick()` runs a routing pass at once after something changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.context import AppContext
+from app.events import UnitOfWork
+from app.models import Inbox
+from app.services import presence, routing
+from app.services.workspaces import get_inbox_by_public_key
+from channels.webchat.protocol import Limits
+from channels.webchat.ratelimit import BucketRegistry
+
+log = logging.getLogger(__name__)
+
+
+class WebchatHub:
+    name = "webchat"
+
+    def __init__(self, ctx: AppContext) -> None:
+        settings = ctx.settings
+        self.ctx = ctx
+        self.settings = settings
+        self.node = f"{socket.gethostname()[:30]}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.limits = Limits(max_message_chars=settings.chat_max_message_chars)
+        self.visitor_buckets = BucketRegistry(
+            settings.chat_rate_burst, settings.chat_rate_per_second
+        )
+        self.agent_buckets = BucketRegistry(
+            settings.chat_agent_rate_burst, settings.chat_agent_rate_per_second
+        )
+        self.ttl = settings.chat_presence_ttl_seconds
+        self.serial: asyncio.Lock | None = asyncio.Lock() if settings.is_sqlite else None
+        self._kick = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._last_heartbeat = 0.0
+
+    async def start(self, ctx: AppContext) -> None:
+        self._task = ctx.spawn(self._loop(), "webchat-routing")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+            self._task = None
+        # Our presence rows go now rather than after the TTL: a clean shutdown is not a crash.
+        with contextlib.suppress(Exception):
+            from sqlalchemy import delete
+            from sqlmodel import col
+
+            from app.models import AgentPresence
+
+            async with self.ctx.uow() as uow:
+                await uow.session.exec(
+                    delete(AgentPresence).where(col(AgentPresence.node) == self.node)
+                )
+                await uow.commit()
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        """A read session. On SQLite every transaction takes the write lock
+        (BEGIN IMMEDIATE), and when connections of one process contend for it,
+        SQLite's busy handler sleeps in steps of up to 100 ms; queueing them on an
+        asyncio lock first turns that into a FIFO without sleeps."""
+        if self.serial is None:
+            async with self.ctx.sessions() as session:
+                yield session
+            return
+        async with self.serial, self.ctx.sessions() as session:
+            yield session
+
+    @asynccontextmanager
+    async def uow(self) -> AsyncIterator[UnitOfWork]:
+        if self.serial is None:
+            async with self.ctx.uow() as uow:
+                yield uow
+            return
+        async with self.serial, self.ctx.uow() as uow:
+            yield uow
+
+    def kick(self) -> None:
+        """Run a routing pass soon (a chat arrived, an agent became available)."""
+        self._kick.set()
+
+    async def inbox(self, public_key: str | None) -> Inbox | None:
+        if not public_key or len(public_key) > 64:
+            return None
+        async with self.session() as session:
+            return await get_inbox_by_public_key(session, public_key)
+
+    async def _loop(self) -> None:
+        interval = self.settings.chat_route_interval_seconds
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(interval):
+                    await self._kick.wait()
+            self._kick.clear()
+            try:
+                await self.tick()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("webchat routing pass failed")
+
+    async def tick(self) -> list[tuple[int, int]]:
+        """One pass: heartbeat, sweep, requeue, route. Returns the assignments made."""
+        now = time.monotonic()
+        if now - self._last_heartbeat >= self.settings.chat_heartbeat_seconds:
+            self._last_heartbeat = now
+            async with self.uow() as uow:
+                await presence.do_heartbeat(uow, self.node)
+                await presence.do_sweep_stale(uow, self.ttl)
+                await uow.commit()
+        async with self.uow() as uow:
+            await routing.do_requeue_lost(
+                uow, grace=self.settings.chat_requeue_grace_seconds, ttl=self.ttl
+            )
+            await uow.commit()
+        async with self.session() as session:
+            teams = await routing.waiting_teams(session)
+        assigned: list[tuple[int, int]] = []
+        for workspace_id, team_id in teams:
+            async with self.uow() as uow:
+                assigned += await routing.do_route_team(uow, workspace_id, team_id, ttl=self.ttl)
+                await uow.commit()
+        return assigned
