@@ -155,6 +155,8 @@
       case "transferring": show(t("transferring"), [muteB, hangB]); break;
       case "callback_requested": show(t("callback_done")); done(true); break;
       case "answered_elsewhere":
+        if (pc) break; // only the tab that answered holds a peer connection
+      // falls through
       case "ended":
       case "abandoned":
         show(t("ended"));

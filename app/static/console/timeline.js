@@ -102,19 +102,34 @@ function duration(seconds) {
   return Math.floor(s / 60) + ":" + String(s % 60).padStart(2, "0");
 }
 
+// Call events (app/services/calls.py): a translated line per state, the facts that
+// matter (agent, wait, duration, who hung up), and the recording as a player that
+// streams with HTTP range requests (/console/attachments answers 206).
 function callBody(event) {
   const p = event.payload || {};
-  const state = p.state || p.status || event.body || "";
-  const bits = [el("strong", { text: t("timeline.call") }), " ", state];
-  if (p.agent_name) bits.push(" · " + p.agent_name);
-  if (p.wait_seconds !== undefined) bits.push(" · wait " + duration(p.wait_seconds));
-  if (p.duration !== undefined || p.duration_seconds !== undefined) {
-    bits.push(" · " + duration(p.duration ?? p.duration_seconds));
-  }
-  const out = [el("div", {}, bits)];
-  const rec = p.recording_attachment_id || p.attachment_id;
-  if (event.kind === "recording" || rec) {
-    if (rec) out.push(el("audio", { controls: true, preload: "none", src: "/console/attachments/" + rec, "aria-label": "Recording" }));
+  const state = p.state || p.status || "";
+  const key = "callev." + state;
+  const label = state && t(key) !== key ? t(key, { agent: p.agent || "", outcome: p.outcome ? t("callev.outcome." + p.outcome) : "" }) : event.body || state;
+  const bits = [el("strong", { text: (p.direction === "outbound" ? "↗ " : "☎ ") + t("timeline.call") }), " ", label];
+  if (state === "transferred" && (p.team || p.agent)) bits.push(" → " + (p.team || p.agent));
+  if (p.agent && ["ended", "dialing"].includes(state)) bits.push(" · " + p.agent);
+  if (p.mode) bits.push(" · " + t("callev.mode." + p.mode) + (p.supervisor ? " (" + p.supervisor + ")" : ""));
+  if (p.wait !== undefined && p.wait !== null && ["answered", "abandoned", "callback_requested"].includes(state)) bits.push(" · " + t("callev.wait", { time: duration(p.wait) }));
+  if (p.duration !== undefined && p.duration !== null) bits.push(" · " + t("callev.duration", { time: duration(p.duration) }));
+  if (p.hangup_by) bits.push(" · " + t("callev.hangup_by." + p.hangup_by));
+  const out = [el("div", { "data-testid": "call-event", "data-state": state }, bits)];
+  const rec = event.kind === "recording" ? p.attachment_id || (p.attachments || [])[0] : null;
+  if (rec) {
+    const src = "/console/attachments/" + Number(rec);
+    out.push(
+      el(
+        "div",
+        { class: "recording" },
+        el("audio", { controls: true, preload: "metadata", src, "aria-label": t("callev.recording"), "data-testid": "recording" }),
+        " ",
+        el("a", { href: src + "?dl=1", text: t("callev.download") }),
+      ),
+    );
   }
   return out;
 }

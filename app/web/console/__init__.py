@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
-from app.web.console import admin, auth, data, pages
+from app.web.console import admin, auth, calls, data, pages
 from app.web.console.base import STATIC
 
 
@@ -15,6 +15,7 @@ def console_routes() -> list[BaseRoute]:
         *auth.routes,
         *pages.routes,
         *data.routes,
+        *calls.routes,
         *admin.routes,
         Mount("/console/static", app=StaticFiles(directory=STATIC / "console"), name="console"),
     ]

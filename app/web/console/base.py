@@ -106,6 +106,8 @@ def render(
             "team_ids": sorted(visit.actor.team_ids),
             "capacity": visit.agent.capacity,
         }
+        # The call UI's RTCPeerConnection uses the same STUN/TURN servers as the server.
+        boot["ice_servers"] = visit.settings.ice_server_list
     html = env.get_template(template).render(
         request=request,
         t=t,

@@ -6,6 +6,8 @@ so a gap is visible instead of crashing a page.
 
 from __future__ import annotations
 
+from app.web.console.i18n_calls import DE_CALLS, EN_CALLS
+
 LOCALES = ("en", "de")
 
 EN: dict[str, str] = {
@@ -431,6 +433,8 @@ DE: dict[str, str] = {
     "time.d": "{n} T.",
 }
 
+EN.update(EN_CALLS)
+DE.update(DE_CALLS)
 CATALOG = {"en": EN, "de": DE}
 
 
