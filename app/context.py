@@ -12,7 +12,7 @@ from typing import Any, Protocol
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.bus import EventBus, create_bus
-from app.db import SessionFactory, create_engine, session_factory
+from app.db import SessionFactory, create_engine, read_session_factory, session_factory
 from app.events import UnitOfWork
 from app.settings import Settings
 
@@ -34,6 +34,8 @@ class AppContext:
         self.settings = settings
         self.engine: AsyncEngine = create_engine(settings.database_url)
         self.sessions: SessionFactory = session_factory(self.engine)
+        # Same engine and pool; on SQLite its transactions do not take the write lock.
+        self.read_sessions: SessionFactory = read_session_factory(self.engine)
         self.bus: EventBus = bus or create_bus(settings.redis_url)
         self.services: list[Service] = []
         self.extras: dict[str, Any] = {}
@@ -41,9 +43,13 @@ class AppContext:
         self.started = False
 
     @asynccontextmanager
-    async def uow(self) -> AsyncIterator[UnitOfWork]:
-        """A unit of work; leaving the block without `commit()` rolls back."""
-        async with self.sessions() as session:
+    async def uow(self, *, read_only: bool = False) -> AsyncIterator[UnitOfWork]:
+        """A unit of work; leaving the block without `commit()` rolls back.
+
+        `read_only` is for work that only reads (see `app.db.read_session_factory`).
+        """
+        factory = self.read_sessions if read_only else self.sessions
+        async with factory() as session:
             unit = UnitOfWork(session=session, bus=self.bus)
             try:
                 yield unit

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, func, or_, text, update
+from sqlalchemy import ColumnElement, and_, bindparam, exists, func, or_, text, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -124,14 +124,20 @@ async def get_ticket_by_number(
     return (await session.exec(stmt)).first()
 
 
+# Built once: on the ticket-create path, building it costs more than running it.
+# No loaded object tracks the counter, so the ORM need not synchronise anything.
+_NEXT_NUMBER = (
+    update(Workspace)
+    .where(col(Workspace.id) == bindparam("workspace_id"))
+    .values(ticket_counter=col(Workspace.ticket_counter) + 1)
+    .returning(col(Workspace.ticket_counter))
+    .execution_options(synchronize_session=False)
+)
+
+
 async def _next_number(session: AsyncSession, workspace_id: int) -> int:
-    stmt = (
-        update(Workspace)
-        .where(col(Workspace.id) == workspace_id)
-        .values(ticket_counter=col(Workspace.ticket_counter) + 1)
-        .returning(col(Workspace.ticket_counter))
-    )
-    return int((await session.exec(stmt)).scalar_one())
+    params = {"workspace_id": workspace_id}
+    return int((await session.exec(_NEXT_NUMBER, params=params)).scalar_one())
 
 
 async def _check_refs(
@@ -193,6 +199,9 @@ async def do_create_ticket(
     if team_id is not None and not actor.sees_all_tickets and team_id not in actor.team_ids:
         raise Forbidden("you cannot create tickets for another team")
     now = utcnow()
+    # The first message takes seq 1 in the ticket's own INSERT: the row is new in this
+    # transaction, so nobody else can append to it (saves the counter UPDATE).
+    reserve = message is not None and client_id is None
     ticket = Ticket(
         workspace_id=ws,
         number=await _next_number(uow.session, ws),
@@ -206,6 +215,9 @@ async def do_create_ticket(
         inbox_id=inbox_id,
         tags=check_tags(tags),
         custom_fields=custom_fields or {},
+        # Passed, not defaulted: pydantic inspects a default_factory's signature per call.
+        participants=[],
+        last_seq=1 if reserve else 0,
         created_at=now,
         updated_at=now,
     )
@@ -221,6 +233,7 @@ async def do_create_ticket(
             body=message,
             payload=message_payload,
             client_id=client_id,
+            reserved_seq=1 if reserve else None,
         )
     public = ticket_public(ticket)
     uow.publish_on_commit(workspace_topic(ws), {"type": "ticket.created", "ticket": public})

@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import bindparam, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import col, select
@@ -20,7 +20,7 @@ from app.events import (
     workspace_topic,
 )
 from app.models import ActorType, Ticket, TicketEvent
-from app.models.base import utcnow
+from app.models.base import TZDateTime, utcnow
 from app.models.ticket import CUSTOMER_VISIBLE_KINDS, EventKind
 from app.services import webhook_outbox
 from app.services.actors import Actor
@@ -69,24 +69,38 @@ async def find_by_client_id(
     return (await session.exec(stmt)).first()
 
 
+# One atomic UPDATE ... RETURNING: the row lock (PostgreSQL) or the write lock
+# (SQLite, BEGIN IMMEDIATE) serialises concurrent appenders, so seqs never gap
+# or collide and nobody reads a stale counter. Built once (building it costs more
+# than running it); the caller syncs the ticket itself, so no ORM synchronisation.
+_NEXT_SEQ = (
+    update(Ticket)
+    .where(col(Ticket.id) == bindparam("ticket_id"))
+    .values(last_seq=col(Ticket.last_seq) + 1, updated_at=bindparam("now", type_=TZDateTime()))
+    .returning(col(Ticket.last_seq))
+    .execution_options(synchronize_session=False)
+)
+
+
 async def _next_seq(session: AsyncSession, ticket: Ticket, now: datetime) -> int:
-    # One atomic UPDATE ... RETURNING: the row lock (PostgreSQL) or the write lock
-    # (SQLite, BEGIN IMMEDIATE) serialises concurrent appenders, so seqs never gap
-    # or collide and nobody reads a stale counter.
-    stmt = (
-        update(Ticket)
-        .where(col(Ticket.id) == ticket.id)
-        .values(last_seq=col(Ticket.last_seq) + 1, updated_at=now)
-        .returning(col(Ticket.last_seq))
-    )
-    seq = int((await session.exec(stmt)).scalar_one())
+    params = {"ticket_id": ticket.id, "now": now}
+    seq = int((await session.exec(_NEXT_SEQ, params=params)).scalar_one())
     set_committed_value(ticket, "last_seq", seq)
     set_committed_value(ticket, "updated_at", now)
     return seq
 
 
-async def _store(session: AsyncSession, ticket: Ticket, event: TicketEvent, now: datetime) -> None:
-    event.seq = await _next_seq(session, ticket, now)
+async def _store(
+    session: AsyncSession,
+    ticket: Ticket,
+    event: TicketEvent,
+    now: datetime,
+    reserved_seq: int | None = None,
+) -> None:
+    if reserved_seq is not None:
+        event.seq = reserved_seq
+    else:
+        event.seq = await _next_seq(session, ticket, now)
     session.add(event)
     await session.flush()
 
@@ -101,10 +115,18 @@ async def do_append_event(
     payload: dict[str, Any] | None = None,
     internal: bool = False,
     client_id: str | None = None,
+    reserved_seq: int | None = None,
 ) -> tuple[TicketEvent, bool]:
     """Append to the ticket's timeline. Returns (event, created); a known client_id
-    returns the event stored the first time and writes nothing."""
+    returns the event stored the first time and writes nothing.
+
+    `reserved_seq`: the caller inserted the ticket in this transaction with its
+    `last_seq` already counting this event (no other writer can see the row yet),
+    so the counter UPDATE is skipped. Not with a client_id (its savepoint retry
+    would leave the reserved seq unused).
+    """
     assert ticket.id is not None
+    assert reserved_seq is None or client_id is None
     if len(body) > MAX_BODY_CHARS:
         raise Invalid(f"body is longer than {MAX_BODY_CHARS} characters")
     if client_id is not None:
@@ -129,7 +151,7 @@ async def do_append_event(
         created_at=now,
     )
     if client_id is None:
-        await _store(uow.session, ticket, event, now)
+        await _store(uow.session, ticket, event, now, reserved_seq)
     else:
         # Two writers with the same new client_id can both pass the lookup above (on
         # PostgreSQL; SQLite's BEGIN IMMEDIATE serialises them); the second INSERT then

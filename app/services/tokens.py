@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Sequence
+import time
+import weakref
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from functools import partial
 
+from sqlalchemy import update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -17,6 +24,64 @@ from app.services.actors import Actor
 from app.services.errors import Invalid, NotFound
 
 TOKEN_PREFIX = "hd_"
+# How long another process's revocation may take to reach this one (see TokenCache).
+TOKEN_CACHE_TTL_SECONDS = 5.0
+TOUCH_INTERVAL_SECONDS = 60
+
+
+@dataclass
+class _Known:
+    actor: Actor
+    token_id: int
+    last_used_at: datetime | None
+    expires: float
+
+
+class TokenCache:
+    """Tokens this process authenticated recently, by digest: saves a SELECT per request.
+
+    Only valid, unrevoked tokens are kept, for at most `ttl` seconds. A revocation
+    committed in this process evicts the token from every cache at once
+    (`do_revoke_token`); one committed elsewhere (another node, the CLI) takes
+    effect here within `ttl` seconds, when the entry is looked up again.
+    """
+
+    def __init__(
+        self,
+        ttl: float = TOKEN_CACHE_TTL_SECONDS,
+        *,
+        max_entries: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self.clock = clock
+        self._known: OrderedDict[str, _Known] = OrderedDict()
+        _caches.add(self)
+
+    def get(self, key: str) -> _Known | None:
+        known = self._known.get(key)
+        if known is not None and known.expires <= self.clock():
+            del self._known[key]
+            return None
+        return known
+
+    def put(self, key: str, known: _Known) -> None:
+        self._known[key] = known
+        self._known.move_to_end(key)
+        while len(self._known) > self.max_entries:
+            self._known.popitem(last=False)
+
+    def discard(self, key: str) -> None:
+        self._known.pop(key, None)
+
+
+_caches: weakref.WeakSet[TokenCache] = weakref.WeakSet()
+
+
+def _evict(key: str) -> None:
+    for cache in list(_caches):
+        cache.discard(key)
 
 
 def digest(token: str) -> str:
@@ -62,26 +127,46 @@ async def do_revoke_token(uow: UnitOfWork, actor: Actor, token_id: int) -> ApiTo
     token.revoked_at = token.revoked_at or utcnow()
     uow.session.add(token)
     audit.record(uow, actor, "token.revoke", "api_token", token.id, {})
+    # Revocation takes effect at once in this process (other processes: TokenCache.ttl).
+    uow.after_commit.append(partial(_evict, token.token_hash))
     return token
 
 
-async def authenticate(session: AsyncSession, plaintext: str) -> Actor | None:
-    """The actor behind a bearer token, or None. Touches last_used_at at most once a minute."""
+async def authenticate(
+    session: AsyncSession, plaintext: str, cache: TokenCache | None = None
+) -> Actor | None:
+    """The actor behind a bearer token, or None. Touches last_used_at at most once a minute
+    (per process); with a `cache`, a recently seen token costs no query."""
     if not plaintext.startswith(TOKEN_PREFIX) or len(plaintext) > 100:
         return None
-    stmt = select(ApiToken).where(ApiToken.token_hash == digest(plaintext))
-    token = (await session.exec(stmt)).first()
-    if token is None or token.revoked_at is not None:
-        return None
+    key = digest(plaintext)
+    known = cache.get(key) if cache is not None else None
+    if known is None:
+        stmt = select(ApiToken).where(ApiToken.token_hash == key)
+        token = (await session.exec(stmt)).first()
+        if token is None or token.revoked_at is not None:
+            return None
+        assert token.id is not None
+        actor = Actor(
+            workspace_id=token.workspace_id,
+            type=ActorType.api,
+            id=token.id,
+            name=f"API: {token.name}",
+            role=token.role,
+        )
+        known = _Known(actor, token.id, token.last_used_at, expires=0.0)
+        if cache is not None:
+            known.expires = cache.clock() + cache.ttl
+            cache.put(key, known)
     now = utcnow()
-    if token.last_used_at is None or (now - token.last_used_at).total_seconds() > 60:
-        token.last_used_at = now
-        session.add(token)
+    last = known.last_used_at
+    if last is None or (now - last).total_seconds() > TOUCH_INTERVAL_SECONDS:
+        known.last_used_at = now
+        # End the read first, so the UPDATE opens its own transaction: on SQLite a
+        # deferred (read-only) transaction cannot safely upgrade a stale snapshot.
         await session.commit()
-    return Actor(
-        workspace_id=token.workspace_id,
-        type=ActorType.api,
-        id=token.id,
-        name=f"API: {token.name}",
-        role=token.role,
-    )
+        await session.exec(
+            update(ApiToken).where(col(ApiToken.id) == known.token_id).values(last_used_at=now)
+        )
+        await session.commit()
+    return known.actor

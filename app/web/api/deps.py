@@ -40,7 +40,8 @@ def _same_origin(request: Request) -> bool:
     return origin.rstrip("/") in allowed
 
 
-def get_ctx(request: Request) -> AppContext:
+async def get_ctx(request: Request) -> AppContext:
+    # async on purpose: FastAPI runs plain `def` dependencies in a worker thread.
     ctx: AppContext = request.app.state.ctx
     return ctx
 
@@ -48,8 +49,9 @@ def get_ctx(request: Request) -> AppContext:
 Ctx = Annotated[AppContext, Depends(get_ctx)]
 
 
-async def get_uow(ctx: Ctx) -> AsyncIterator[UnitOfWork]:
-    async with ctx.uow() as uow:
+async def get_uow(request: Request, ctx: Ctx) -> AsyncIterator[UnitOfWork]:
+    # Safe methods only read: on SQLite they then skip the write lock (app.db).
+    async with ctx.uow(read_only=request.method in SAFE_METHODS) as uow:
         yield uow
 
 
@@ -63,8 +65,17 @@ async def get_session(uow: Uow) -> AsyncSession:
 Session = Annotated[AsyncSession, Depends(get_session)]
 
 
+def _token_cache(ctx: AppContext) -> tokens.TokenCache:
+    cache = ctx.extras.get("token_cache")
+    if cache is None:
+        cache = ctx.extras["token_cache"] = tokens.TokenCache()
+    assert isinstance(cache, tokens.TokenCache)
+    return cache
+
+
 async def current_actor(
     request: Request,
+    ctx: Ctx,
     uow: Uow,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     _cookie: Annotated[str | None, Depends(console_cookie)],
@@ -72,7 +83,7 @@ async def current_actor(
     """A bearer token, or else a signed-in console agent (session cookie)."""
     actor: Actor | None = None
     if credentials is not None:
-        actor = await tokens.authenticate(uow.session, credentials.credentials)
+        actor = await tokens.authenticate(uow.session, credentials.credentials, _token_cache(ctx))
     else:
         resolver = getattr(request.app.state, "session_actor", None)
         if resolver is not None:

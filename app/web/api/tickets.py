@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Header, Query
 from fastapi.responses import JSONResponse
 
 from app.models import Channel, IdentityKind, Priority, TicketStatus
@@ -17,6 +17,7 @@ from app.services.errors import Invalid
 from app.services.timeline import event_public, list_events
 from app.web.api.deps import CurrentActor, Session, Uow
 from app.web.api.errors import COMMON_ERRORS, error_responses
+from app.web.api.responses import json_response
 from app.web.api.schemas.common import (
     MAX_ID,
     EventOut,
@@ -56,7 +57,7 @@ async def list_tickets(
     sort: Annotated[str, Query(description="One of " + ", ".join(tickets.SORTS))] = "-updated_at",
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
-) -> dict[str, Any]:
+) -> JSONResponse:
     filters = tickets.TicketFilter(
         status=status or [],
         assignee_id=assignee_id,
@@ -72,7 +73,9 @@ async def list_tickets(
     rows, next_cursor = await tickets.list_tickets(
         session, actor, filters, sort=sort, limit=limit, cursor=cursor
     )
-    return {"items": [tickets.ticket_public(t) for t in rows], "next_cursor": next_cursor}
+    # Hot paths answer with json_response: the dicts already have the models' shapes.
+    items = [tickets.ticket_public(t) for t in rows]
+    return json_response({"items": items, "next_cursor": next_cursor})
 
 
 async def _contact_for(uow: Uow, actor: Actor, ref: Any) -> tuple[int | None, Actor | None]:
@@ -141,12 +144,12 @@ async def create_ticket(
     if idempotency_key is not None:
         idempotency.remember(uow, actor.workspace_id, idempotency_key, payload, 201, public)
     await uow.commit()
-    return public
+    return json_response(public, status_code=201)
 
 
 @router.get("/{ticket_id}", response_model=TicketOut, summary="Get a ticket")
-async def get_ticket(ticket_id: PathId, actor: CurrentActor, session: Session) -> dict[str, Any]:
-    return tickets.ticket_public(await tickets.get_ticket(session, actor, ticket_id))
+async def get_ticket(ticket_id: PathId, actor: CurrentActor, session: Session) -> JSONResponse:
+    return json_response(tickets.ticket_public(await tickets.get_ticket(session, actor, ticket_id)))
 
 
 @router.patch(
@@ -188,13 +191,13 @@ async def timeline(
     session: Session,
     after_seq: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-) -> dict[str, Any]:
+) -> JSONResponse:
     await tickets.get_ticket(session, actor, ticket_id)
     events = await list_events(session, ticket_id, after_seq=after_seq, limit=limit + 1)
     more = len(events) > limit
     events = events[:limit]
     next_cursor = str(events[-1].seq) if more and events else None
-    return {"items": [event_public(e) for e in events], "next_cursor": next_cursor}
+    return json_response({"items": [event_public(e) for e in events], "next_cursor": next_cursor})
 
 
 @router.post(
@@ -205,8 +208,8 @@ async def timeline(
     description="Stored on the timeline at once; the ticket's channel delivers it.",
 )
 async def reply(
-    ticket_id: PathId, body: ReplyCreate, actor: CurrentActor, uow: Uow, response: Response
-) -> dict[str, Any]:
+    ticket_id: PathId, body: ReplyCreate, actor: CurrentActor, uow: Uow
+) -> JSONResponse:
     payload = {"attachments": body.attachment_ids} if body.attachment_ids else None
     if body.attachment_ids:
         from app.services.attachments import check_attachments
@@ -216,19 +219,14 @@ async def reply(
         uow, actor, ticket_id, body=body.body, client_id=body.client_id, payload=payload
     )
     await uow.commit()
-    if not created:
-        response.status_code = 200
-    return event_public(event)
+    # A repeated client_id answers 200 with the event stored the first time.
+    return json_response(event_public(event), status_code=201 if created else 200)
 
 
 @router.post("/{ticket_id}/notes", status_code=201, response_model=EventOut, summary="Add a note")
-async def note(
-    ticket_id: PathId, body: NoteCreate, actor: CurrentActor, uow: Uow, response: Response
-) -> dict[str, Any]:
+async def note(ticket_id: PathId, body: NoteCreate, actor: CurrentActor, uow: Uow) -> JSONResponse:
     event, created = await tickets.do_note(
         uow, actor, ticket_id, body=body.body, client_id=body.client_id
     )
     await uow.commit()
-    if not created:
-        response.status_code = 200
-    return event_public(event)
+    return json_response(event_public(event), status_code=201 if created else 200)
