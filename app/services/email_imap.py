@@ -120,6 +120,8 @@ async def do_record_poll(
     if inbox is None:
         return
     state = dict(inbox.imap)
+    if not state.get("host"):
+        return  # removed meanwhile: a late report must not resurrect the settings
     if uidvalidity is not None:
         state["uidvalidity"] = uidvalidity
     if last_uid is not None:
@@ -128,3 +130,13 @@ async def do_record_poll(
         state["last_error"] = error[:500]
     inbox.imap = state
     uow.session.add(inbox)
+
+
+async def do_remove_imap(uow: UnitOfWork, actor: Actor, inbox_id: int) -> Inbox:
+    """Stop fetching and forget the credentials (the inbox keeps receiving over SMTP)."""
+    actor.require(Role.admin)
+    inbox = await get_inbox(uow.session, actor.workspace_id, inbox_id)
+    inbox.imap = {}
+    uow.session.add(inbox)
+    audit.record(uow, actor, "inbox.imap.remove", "inbox", inbox_id, {})
+    return inbox

@@ -26,6 +26,7 @@ from app.events import UnitOfWork, ticket_topic
 from app.models import (
     ActorType,
     Attachment,
+    Channel,
     Contact,
     EventKind,
     Inbox,
@@ -37,9 +38,10 @@ from app.models import (
     OutboxState,
     Ticket,
     TicketEvent,
+    Workspace,
 )
 from app.models.base import utcnow
-from app.services import timeline
+from app.services import timeline, visitor_presence
 
 MAX_ATTEMPTS = 8
 MAX_PARTICIPANTS_CC = 20
@@ -122,13 +124,92 @@ async def enqueue_outbound(
     return outbound
 
 
+async def reply_email_inbox(session: AsyncSession, ticket: Ticket) -> Inbox | None:
+    """The email inbox that answers a chat ticket by email.
+
+    In order: the widget inbox's `reply_email_inbox_id` setting, an email inbox of
+    the widget's team, the workspace's `default_email_inbox_id` setting, the
+    workspace's oldest email inbox."""
+    widget = await session.get(Inbox, ticket.inbox_id) if ticket.inbox_id else None
+    stmt = (
+        select(Inbox)
+        .where(
+            Inbox.workspace_id == ticket.workspace_id,
+            Inbox.kind == InboxKind.email,
+            col(Inbox.address).is_not(None),
+        )
+        .order_by(col(Inbox.id))
+    )
+    inboxes = list((await session.exec(stmt)).all())
+    if not inboxes:
+        return None
+    by_id = {i.id: i for i in inboxes}
+    explicit = widget.settings.get("reply_email_inbox_id") if widget else None
+    if explicit in by_id:
+        return by_id[explicit]
+    team_id = widget.team_id if widget is not None else ticket.team_id
+    for inbox in inboxes:
+        if team_id is not None and inbox.team_id == team_id:
+            return inbox
+    workspace = await session.get(Workspace, ticket.workspace_id)
+    default = workspace.settings.get("default_email_inbox_id") if workspace else None
+    return by_id.get(default, inboxes[0])
+
+
+async def _offline_chat_answer(uow: UnitOfWork, ticket: Ticket, event: TicketEvent) -> None:
+    """An agent's chat answer also goes out by email when the customer left the widget.
+
+    Decided when the answer is written: a customer who is connected sees it live;
+    one who left an offline message (or closed the tab) gets it by email, with a
+    Reply-To token so their email answer threads back into this chat ticket."""
+    if event.internal or event.actor_type not in (ActorType.agent, ActorType.api):
+        return
+    if "merged_from" in event.payload or ticket.contact_id is None:
+        return
+    contact = await uow.session.get(Contact, ticket.contact_id)
+    if contact is None or contact.id is None or not contact.email:
+        return  # nobody to mail; the widget shows the answer when they come back
+    if await visitor_presence.contact_online(uow.session, ticket.workspace_id, contact.id):
+        return
+    inbox = await reply_email_inbox(uow.session, ticket)
+    if inbox is None or not inbox.address:
+        event.payload = {
+            **event.payload,
+            "email": {"state": "failed", "error": "no email inbox to answer offline chats from"},
+        }
+        return
+    outbound = await enqueue_outbound(
+        uow, inbox, ticket, kind=OutboundKind.reply, to=[contact.email], event_id=event.id
+    )
+    event.payload = {
+        **event.payload,
+        "email": {"to": contact.email, "inbox_id": inbox.id, "reason": "customer offline"},
+        "delivery": {"state": "pending", "outbound_id": outbound.id},
+        "message_id": outbound.message_id,
+    }
+
+
 async def _on_event(uow: UnitOfWork, ticket: Ticket, event: TicketEvent) -> None:
-    """Timeline hook: an email_out event on an email ticket becomes an outbox row."""
+    """Timeline hook: an email_out event on an email ticket becomes an outbox row,
+    and so does an agent's chat answer to a customer who is not in the widget."""
+    if event.kind is EventKind.message and ticket.channel is Channel.chat:
+        await _offline_chat_answer(uow, ticket, event)
+        return
     if event.kind is not EventKind.email_out or ticket.inbox_id is None:
         return
     if "merged_from" in event.payload or event.actor_type is ActorType.contact:
         return  # copies made by a merge were delivered (or not) on their own ticket
     inbox = await uow.session.get(Inbox, ticket.inbox_id)
+    if inbox is not None and inbox.kind is InboxKind.widget:
+        # An offline message left in the widget (app/services/chat.py makes it an email
+        # ticket of the widget inbox): answered from the team's email inbox.
+        inbox = await reply_email_inbox(uow.session, ticket)
+        if inbox is None:
+            event.payload = {
+                **event.payload,
+                "delivery": {"state": "failed", "error": "no email inbox to answer from"},
+            }
+            return
     if inbox is None or inbox.kind is not InboxKind.email or not inbox.address:
         return
     contact = await uow.session.get(Contact, ticket.contact_id) if ticket.contact_id else None

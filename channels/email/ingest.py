@@ -7,9 +7,11 @@ Returns only after the commit, which is what lets the SMTP listener say 250 safe
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
@@ -19,7 +21,7 @@ from app.services import email_ingest
 from app.services.email_ingest import IncomingMail, IngestResult, IngestStatus, MailFile
 from channels.email.parse import ParsedEmail, parse_email
 from channels.email.quoting import split_reply
-from channels.email.threading import (
+from channels.email.thread_keys import (
     ThreadLookups,
     choose_thread,
     subject_tag,
@@ -32,6 +34,23 @@ log = logging.getLogger(__name__)
 # Parsing is CPU work; small mail is parsed inline (a thread hop costs more than it
 # saves), big mail in a worker thread so one 20 MB message cannot stall the loop.
 INLINE_PARSE_BYTES = 256 * 1024
+_LOCK_KEY = "email_sqlite_writer_lock"
+
+
+def _writer_turn(ctx: AppContext) -> contextlib.AbstractAsyncContextManager[Any]:
+    """On SQLite, queue this process's mail writers on an asyncio lock.
+
+    SQLite has one writer at a time anyway; without the lock, concurrent sessions
+    wait for it inside SQLite's busy handler, which sleeps in growing steps (up to
+    100 ms) and leaves the lock idle between holders. Measured with 8 concurrent
+    SMTP sessions: about half the throughput and several times the p99."""
+    if not ctx.settings.is_sqlite:
+        return contextlib.nullcontext()
+    lock = ctx.extras.get(_LOCK_KEY)
+    if lock is None:
+        lock = ctx.extras[_LOCK_KEY] = asyncio.Lock()
+    assert isinstance(lock, asyncio.Lock)
+    return lock
 
 
 def to_incoming(parsed: ParsedEmail, source: str) -> IncomingMail:
@@ -91,7 +110,7 @@ async def ingest_for_inbox(
     data_dir: Path = ctx.settings.data_dir
     for attempt in range(2):
         try:
-            async with ctx.uow() as uow:
+            async with _writer_turn(ctx), ctx.uow() as uow:
                 inbox = await uow.session.get(Inbox, inbox_id)
                 if inbox is None:
                     raise LookupError(f"inbox {inbox_id} disappeared")

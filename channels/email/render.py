@@ -21,7 +21,7 @@ from pathlib import Path
 import jinja2
 from markupsafe import Markup
 
-from channels.email.threading import reply_subject, tag_subject
+from channels.email.thread_keys import reply_subject, tag_subject
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "app" / "templates"
 LOCALES = ("en", "de")

@@ -26,7 +26,7 @@ from channels.email.render import (
     render_auto_ack,
     render_reply,
 )
-from channels.email.threading import make_token, plus_address, token_key
+from channels.email.thread_keys import make_token, plus_address, token_key
 
 log = logging.getLogger(__name__)
 

@@ -8,15 +8,22 @@ Replies: unknown recipient 550, over `HELPDESK_SMTP_MAX_BYTES` 552 (aiosmtpd enf
 the limit while reading DATA), malformed commands 5xx (aiosmtpd), and 250 to DATA
 only after the message is committed; any failure before that is a 451, so the
 sending MTA keeps the message and retries.
+
+Optional STARTTLS (HELPDESK_SMTP_TLS_CERT/KEY) and AUTH (HELPDESK_SMTP_AUTH_USERS):
+with users configured every session must authenticate before MAIL, and AUTH is
+only offered inside TLS, except to loopback peers (a local relay on the same host).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
+import ipaddress
 import logging
+import ssl
 from typing import Any
 
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from app.context import AppContext
 from app.services.email_ingest import inbox_for_address
@@ -42,7 +49,8 @@ class _Handler:
         if len(envelope.rcpt_tos) >= MAX_RECIPIENTS:
             return "452 4.5.3 Too many recipients"
         try:
-            async with self.ctx.sessions() as db:
+            # A lookup: no SQLite write lock, so RCPT never queues behind ingests.
+            async with self.ctx.read_sessions() as db:
                 inbox = await inbox_for_address(db, address)
         except Exception:
             log.exception("recipient lookup failed")
@@ -80,6 +88,41 @@ class _Handler:
         return f"250 2.0.0 OK stored {ids or 'duplicate'}"
 
 
+def tls_context(settings: Any) -> ssl.SSLContext | None:
+    if settings.smtp_tls_cert is None or settings.smtp_tls_key is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(str(settings.smtp_tls_cert), str(settings.smtp_tls_key))
+    return context
+
+
+class Authenticator:
+    """aiosmtpd `authenticator`: PLAIN/LOGIN against HELPDESK_SMTP_AUTH_USERS."""
+
+    def __init__(self, users: dict[str, str]) -> None:
+        self.users = {u.encode(): p.encode() for u, p in users.items()}
+
+    def __call__(
+        self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any
+    ) -> AuthResult:
+        if not isinstance(data, LoginPassword):
+            return AuthResult(success=False, handled=False)
+        expected = self.users.get(data.login)
+        # Compare against something even for unknown users: no timing hint about names.
+        ok = hmac.compare_digest(expected or b"\0" * 32, data.password) and expected is not None
+        if not ok:
+            log.warning("SMTP AUTH failed for %r", data.login[:64])
+        return AuthResult(success=ok, handled=False, auth_data=data.login if ok else None)
+
+
+def _is_loopback(peer: Any) -> bool:
+    try:
+        host = peer[0] if isinstance(peer, tuple) else str(peer)
+        return ipaddress.ip_address(host).is_loopback
+    except (ValueError, IndexError, TypeError):
+        return False
+
+
 class SmtpListener:
     """A `Service` for the app lifespan."""
 
@@ -94,11 +137,20 @@ class SmtpListener:
         host, port = ctx.settings.smtp_host_port
         handler = _Handler(ctx)
         limit = ctx.settings.smtp_max_bytes
+        context = tls_context(ctx.settings)
+        users = ctx.settings.smtp_users
+        auth: dict[str, Any] = (
+            {"authenticator": Authenticator(users), "auth_required": True} if users else {}
+        )
 
         def factory() -> SMTP:
             protocol = _TrackedSMTP(
                 self.protocols,
                 handler,
+                tls_context=context,
+                # Loopback peers may AUTH without TLS (see connection_made).
+                auth_require_tls=True,
+                **auth,
                 data_size_limit=limit,
                 enable_SMTPUTF8=True,
                 decode_data=False,
@@ -139,6 +191,9 @@ class _TrackedSMTP(SMTP):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._registry.add(self)
+        if _is_loopback(transport.get_extra_info("peername")):
+            # Passwords cannot be sniffed on loopback; a local relay need not do TLS.
+            self._auth_require_tls = False
         super().connection_made(transport)
 
     def connection_lost(self, exc: Exception | None) -> None:

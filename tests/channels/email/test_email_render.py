@@ -15,7 +15,7 @@ from channels.email.render import (
     render_auto_ack,
     render_reply,
 )
-from channels.email.threading import make_token, plus_address, token_key, token_ticket_id
+from channels.email.thread_keys import make_token, plus_address, token_key, token_ticket_id
 
 KEY = token_key(b"fixture-secret")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from channels.email.parse import parse_email
-from channels.email.threading import (
+from channels.email.thread_keys import (
     ThreadedBy,
     ThreadLookups,
     choose_thread,
