@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 from typing import Any
-from urllib.parse import urlsplit
 
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -19,7 +18,7 @@ from app.models import (
     TicketEvent,
 )
 from app.models.ticket import CUSTOMER_VISIBLE_KINDS
-from app.services import chat, presence, visitors
+from app.services import chat, origins, presence, visitors
 from app.services.errors import Forbidden, Invalid, NotFound
 
 MAX_KEY = 64
@@ -41,38 +40,8 @@ UPLOAD_SIGNATURES: tuple[tuple[str, bytes, int], ...] = (
 UPLOAD_TYPES = frozenset(t for t, _, _ in UPLOAD_SIGNATURES)
 
 
-def normalize_origin(value: str) -> str | None:
-    """`scheme://host[:port]`, lowercase, default port dropped; None when not an origin."""
-    try:
-        parts = urlsplit(value.strip())
-        port = parts.port
-    except ValueError:
-        return None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return None
-    host = parts.hostname.lower()
-    if ":" in host:
-        host = f"[{host}]"
-    default = 443 if parts.scheme == "https" else 80
-    return f"{parts.scheme}://{host}" + (f":{port}" if port and port != default else "")
-
-
 def origin_allowed(inbox: Inbox, origin: str | None) -> bool:
-    """Exact origins, or `https://*.example.com` for any subdomain of example.com."""
-    if not origin or origin == "null":
-        return False
-    found = normalize_origin(origin)
-    if found is None:
-        return False
-    for entry in inbox.allowed_origins:
-        entry = entry.strip().lower().rstrip("/")
-        if "://*." in entry:
-            scheme, _, rest = entry.partition("://*.")
-            if found.startswith(scheme + "://") and found.endswith("." + rest):
-                return True
-        elif normalize_origin(entry) == found:
-            return True
-    return False
+    return origins.origin_allowed(origin, inbox.allowed_origins)
 
 
 async def get_widget_inbox(session: AsyncSession, public_key: str | None) -> Inbox:

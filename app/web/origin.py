@@ -8,38 +8,22 @@ URL or the host the request itself was sent to (a dev server on another port).
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 from starlette.requests import HTTPConnection
+
+from app.services.origins import normalize_origin
 
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
-def origin_of(url: str) -> str | None:
-    """`scheme://host[:port]` in lowercase, default ports dropped; None if not a URL."""
-    try:
-        parts = urlsplit(url.strip())
-        port = parts.port
-    except ValueError:
-        return None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return None
-    host = parts.hostname.lower()
-    if ":" in host:
-        host = f"[{host}]"
-    default = {"http": 80, "https": 443}[parts.scheme]
-    return f"{parts.scheme}://{host}" + (f":{port}" if port and port != default else "")
-
-
 def allowed_origins(conn: HTTPConnection, public_url: str) -> set[str]:
     allowed = set()
-    public = origin_of(public_url)
+    public = normalize_origin(public_url)
     if public:
         allowed.add(public)
     host = conn.headers.get("host")
     if host:
         scheme = "https" if conn.url.scheme in ("https", "wss") else "http"
-        own = origin_of(f"{scheme}://{host}")
+        own = normalize_origin(f"{scheme}://{host}")
         if own:
             allowed.add(own)
     return allowed
@@ -54,5 +38,5 @@ def same_origin(conn: HTTPConnection, public_url: str) -> bool:
             origin = referer
         else:
             return False
-    found = origin_of(origin)
+    found = normalize_origin(origin)
     return found is not None and found in allowed_origins(conn, public_url)

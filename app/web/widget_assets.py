@@ -24,7 +24,8 @@ from starlette.routing import Route
 from app.context import AppContext
 from app.models import Inbox, InboxKind, Workspace
 from app.services.demo import DEMO_SLUG
-from app.services.widget import normalize_origin, origin_allowed, pick_locale
+from app.services.origins import normalize_origin
+from app.services.widget import origin_allowed, pick_locale
 
 WIDGET_DIR = Path(__file__).resolve().parents[2] / "widget"
 CSS_PLACEHOLDER = '"__HD_CSS__"'

@@ -15,9 +15,10 @@ from app.models import ActorType, Ticket
 from app.services import presence, tokens
 from app.services.actors import Actor
 from app.services.errors import ServiceError
+from app.services.origins import normalize_origin
 from app.services.routing import OPEN_CHAT_STATUSES
 from app.services.tickets import can_see, do_note, do_reply, get_ticket
-from app.web.origin import allowed_origins, origin_of
+from app.web.origin import allowed_origins
 from app.web.sessions import session_actor
 from channels.base import ClientSession, close_session, frame_handler, open_session
 from channels.webchat.connection import Closed, Connection
@@ -54,7 +55,9 @@ async def authenticate(
             actor = await tokens.authenticate(session, header[7:].strip())
             return actor, "" if actor else "not signed in"
         origin = websocket.headers.get("origin")
-        if origin is not None and origin_of(origin) not in allowed_origins(websocket, public_url):
+        if origin is not None and normalize_origin(origin) not in allowed_origins(
+            websocket, public_url
+        ):
             return None, "origin not allowed"
         actor = await session_actor(websocket, session)
         return actor, "" if actor else "not signed in"

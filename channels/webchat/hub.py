@@ -75,19 +75,17 @@ class WebchatHub:
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
-        """A read session. On SQLite every transaction takes the write lock
-        (BEGIN IMMEDIATE), and when connections of one process contend for it,
-        SQLite's busy handler sleeps in steps of up to 100 ms; queueing them on an
-        asyncio lock first turns that into a FIFO without sleeps."""
-        if self.serial is None:
-            async with self.ctx.sessions() as session:
-                yield session
-            return
-        async with self.serial, self.ctx.sessions() as session:
+        """A read session: on SQLite a plain deferred BEGIN (a WAL snapshot), so replay,
+        welcome and gap reads neither take the write lock nor queue behind writers.
+        Callers only read (see `app.db.read_session_factory`)."""
+        async with self.ctx.read_sessions() as session:
             yield session
 
     @asynccontextmanager
     async def uow(self) -> AsyncIterator[UnitOfWork]:
+        """A write unit of work. On SQLite writers queue here before taking a pooled
+        connection, so a burst of chat writes waiting for the write lock never holds
+        every pool connection while the readers need one."""
         if self.serial is None:
             async with self.ctx.uow() as uow:
                 yield uow

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 # Close codes (documented in docs/widget-protocol.md).
 CLOSE_NORMAL = 1000
@@ -327,30 +326,3 @@ def ack(client_id: str, ticket: int, seq: int) -> dict[str, Any]:
 
 
 # -- origins -----------------------------------------------------------------------
-
-
-def normalize_origin(value: str | None) -> str | None:
-    """`scheme://host[:port]` lowercased with default ports dropped; None if unusable."""
-    if not value or value == "null":
-        return None
-    try:
-        parts = urlsplit(value.strip())
-        port = parts.port
-    except ValueError:
-        return None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return None
-    host = parts.hostname.lower()
-    if ":" in host:
-        host = f"[{host}]"
-    default = {"http": 80, "https": 443}[parts.scheme]
-    return f"{parts.scheme}://{host}" + (f":{port}" if port and port != default else "")
-
-
-def origin_allowed(origin: str | None, allowed: list[str]) -> bool:
-    if "*" in allowed:
-        return True
-    found = normalize_origin(origin)
-    if found is None:
-        return False
-    return any(normalize_origin(a) == found for a in allowed)

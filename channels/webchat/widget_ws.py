@@ -14,6 +14,7 @@ from app.models import Inbox, Ticket
 from app.services import chat, presence, visitors
 from app.services.chat import ChatVisitor, MessageResult
 from app.services.errors import ServiceError
+from app.services.origins import origin_allowed
 from app.services.visitors import IdentityError
 from channels.base import ClientSession, close_session, frame_handler, open_session
 from channels.webchat.connection import Closed, Connection
@@ -25,7 +26,6 @@ from channels.webchat.protocol import (
     ack,
     error_frame,
     identity_of,
-    origin_allowed,
     parse_hello,
     parse_read,
     parse_typing,

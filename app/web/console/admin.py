@@ -233,14 +233,14 @@ def _team_or_none(raw: str | None) -> int | None:
 
 
 def _origins(raw: str) -> list[str]:
-    from app.web.origin import origin_of
+    from app.services.origins import normalize_origin
 
     out = []
     for line in raw.splitlines():
         line = line.strip()
         if not line:
             continue
-        origin = origin_of(line)
+        origin = normalize_origin(line)
         if origin is None:
             raise Invalid(f"{line!r} is not an origin like https://shop.example.com")
         out.append(origin)
