@@ -16,8 +16,6 @@ timeout does not retry (see `tokens.authenticate`). PostgreSQL ignores the optio
 
 from __future__ import annotations
 
-import asyncio
-import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -26,15 +24,12 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
-from sqlalchemy.util import await_only
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.settings import Settings
 
 SessionFactory = async_sessionmaker[AsyncSession]
 
-# As long as SQLite's own busy timeout: past it a writer gives up either way.
-GATE_TIMEOUT = 30.0
 
 # Execution option marking an engine (and so its transactions) as read-only; see below.
 READ_ONLY = "helpdesk_read_only"
@@ -76,61 +71,13 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
 
-    gate = _WriteGate()
-
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
         # Option engines (`read_session_factory`) share this pool and this listener.
         if conn.get_execution_options().get(READ_ONLY):
             conn.exec_driver_sql("BEGIN")
-            return
-        dbapi = conn.connection.dbapi_connection
-        gate.acquire(dbapi)
-        try:
+        else:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
-        except BaseException:
-            gate.release(dbapi)
-            raise
-
-    # The write transaction is over once its connection goes back to the pool.
-    for name in ("checkin", "invalidate", "close_detached", "soft_invalidate"):
-        event.listen(engine.sync_engine.pool, name, _releaser(gate))
-
-
-def _releaser(gate: _WriteGate) -> Any:
-    def release(dbapi_connection: Any, *_args: Any) -> None:
-        gate.release(dbapi_connection)
-
-    return release
-
-
-class _WriteGate:
-    """One SQLite write transaction at a time in this process, queued on asyncio.
-
-    SQLite lets one writer in; the others sleep in its busy handler in steps of up
-    to 100 ms and re-poll, so under contention most of the time goes to sleeping.
-    Waiting on an asyncio lock instead wakes the next writer the moment the last one
-    is done. Other processes still meet SQLite's own busy timeout.
-    """
-
-    def __init__(self) -> None:
-        self._lock = asyncio.Lock()
-        self._holder: int | None = None
-
-    def acquire(self, dbapi_connection: Any) -> None:
-        key = id(dbapi_connection)
-        if self._holder == key:  # a second transaction on a connection that holds it
-            return
-        try:
-            await_only(asyncio.wait_for(self._lock.acquire(), GATE_TIMEOUT))
-        except TimeoutError:
-            raise sqlite3.OperationalError("database is locked (write gate timeout)") from None
-        self._holder = key
-
-    def release(self, dbapi_connection: Any) -> None:
-        if self._holder is not None and self._holder == id(dbapi_connection):
-            self._holder = None
-            self._lock.release()
 
 
 def session_factory(engine: AsyncEngine) -> SessionFactory:
