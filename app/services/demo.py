@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sqlmodel import select
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.context import AppContext
-from app.models import Agent, Inbox, InboxKind, Role, Team
+from app.models import Agent, Inbox, InboxKind, Role, Team, Workspace
 from app.services import tokens, workspaces
 from app.services.actors import Actor
 
@@ -18,6 +19,17 @@ DEMO_AGENTS = [
     ("supervisor@demo.localhost", "Sam Supervisor", Role.supervisor, ["Support", "Billing"]),
     ("agent@demo.localhost", "Anna Agent", Role.agent, ["Support"]),
 ]
+
+
+async def demo_widget_inbox(session: AsyncSession) -> Inbox | None:
+    """The demo workspace's first widget inbox, for the /demo sample page."""
+    stmt = (
+        select(Inbox)
+        .join(Workspace, col(Workspace.id) == Inbox.workspace_id)
+        .where(Workspace.slug == DEMO_SLUG, Inbox.kind == InboxKind.widget)
+        .order_by(col(Inbox.id))
+    )
+    return (await session.exec(stmt)).first()
 
 
 @dataclass

@@ -36,6 +36,11 @@ async def do_create_workspace(uow: UnitOfWork, slug: str, name: str) -> Workspac
     return workspace
 
 
+async def workspace_names(session: AsyncSession, ids: list[int]) -> dict[int, str]:
+    rows = await session.exec(select(Workspace).where(col(Workspace.id).in_(ids)))
+    return {w.id: w.name for w in rows.all() if w.id is not None}
+
+
 # -- teams -------------------------------------------------------------------------
 
 

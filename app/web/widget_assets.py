@@ -16,14 +16,13 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlmodel import select
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from app.context import AppContext
-from app.models import Inbox, InboxKind, Workspace
-from app.services.demo import DEMO_SLUG
+from app.models import Inbox
+from app.services.demo import demo_widget_inbox
 from app.services.origins import normalize_origin
 from app.services.widget import origin_allowed, pick_locale
 
@@ -193,14 +192,8 @@ DEMO_TEXT = {
 
 
 async def demo_inbox(ctx: AppContext) -> Inbox | None:
-    async with ctx.sessions() as session:
-        stmt = (
-            select(Inbox)
-            .join(Workspace, Workspace.id == Inbox.workspace_id)  # type: ignore[arg-type]
-            .where(Workspace.slug == DEMO_SLUG, Inbox.kind == InboxKind.widget)
-            .order_by(Inbox.id)  # type: ignore[arg-type]
-        )
-        return (await session.exec(stmt)).first()
+    async with ctx.read_sessions() as session:
+        return await demo_widget_inbox(session)
 
 
 def embed_tag(base_url: str, public_key: str, locale: str | None = None) -> str:

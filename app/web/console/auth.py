@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
-from sqlmodel import col, select
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from app.context import AppContext
-from app.models import Agent, Workspace
+from app.models import Agent
 from app.services import workspaces
 from app.services.agent_auth import authenticate_agent
 from app.services.errors import Invalid
@@ -121,10 +120,8 @@ async def login_post(request: Request) -> Response:
     # Several workspaces share this email: a short-lived signed ticket names the agents
     # that passed the password check, so the choice page needs no second password.
     choice = _choice_serializer(settings).dumps({"ids": [a.id for a in agents]})
-    async with ctx.sessions() as session:
-        ids = [a.workspace_id for a in agents]
-        rows = await session.exec(select(Workspace).where(col(Workspace.id).in_(ids)))
-        names = {w.id: w.name for w in rows.all()}
+    async with ctx.read_sessions() as session:
+        names = await workspaces.workspace_names(session, [a.workspace_id for a in agents])
     options = [{"agent_id": a.id, "workspace": names.get(a.workspace_id, "?")} for a in agents]
     options.sort(key=lambda o: str(o["workspace"]))
     return render(
