@@ -42,7 +42,7 @@ bench-chat: setup
 	$(BIN)/python bench/chat.py
 
 bench-email: setup
-	$(BIN)/python bench/email_bench.py
+	$(BIN)/python bench/email.py
 
 bench-voice: setup
 	$(BIN)/python bench/voice.py

@@ -18,7 +18,7 @@ Message-ID is unique, so nothing is deduplicated away.
 Prints one JSON object: messages/s, p50/p99 per message (MAIL..DATA reply), server
 CPU per message (from /proc/<pid>/stat, all threads), and the ratio app/sink.
 
-    python bench/email_bench.py [--seconds 20] [--sessions 8]
+    python bench/email.py [--seconds 20] [--sessions 8]
 """
 
 # ruff: noqa: E402  (the stdlib imports must come after the sys.path fix below)
@@ -27,7 +27,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# Run as `python bench/email_bench.py`, this file's folder comes first on sys.path and the
+# Run as `python bench/email.py`, this file's folder comes first on sys.path and the
 # file itself would shadow the standard library's `email` package.
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
