@@ -49,6 +49,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         log_config=None,
         proxy_headers=True,
         ws_max_size=64 * 1024,
+        ws_per_message_deflate=settings.ws_compression,
         timeout_graceful_shutdown=10,
         access_log=False,
     )

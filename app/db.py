@@ -1,17 +1,18 @@
 """Async engine and session factory.
 
-SQLite gets WAL, foreign keys and a busy timeout, and every transaction starts
-with ``BEGIN IMMEDIATE``: SQLite upgrades a deferred read transaction to a write
-lock lazily and fails with SQLITE_BUSY (no retry) when two writers race for it,
-which is exactly the per-ticket ``seq`` allocation pattern. Taking the write lock
-up front turns that into an orderly queue behind the busy timeout.
+SQLite runs on the event loop thread (`app.sqlite_inline`, which also explains
+how waiting for a lock stays off the loop) with WAL and foreign keys, and every
+transaction starts with ``BEGIN IMMEDIATE``: SQLite upgrades a deferred read
+transaction to a write lock lazily and fails with SQLITE_BUSY (no retry) when two
+writers race for it, which is exactly the per-ticket ``seq`` allocation pattern.
+Taking the write lock up front turns that into an orderly queue of writers.
 
 Reads need none of that: sessions from `read_session_factory` (safe HTTP methods)
 start with a plain deferred ``BEGIN``, so in WAL mode they read a snapshot without
 queueing behind writers or each other. A read-only transaction that must write
 anyway should end its read first (commit) so the write opens a fresh transaction:
-upgrading a stale read snapshot fails with SQLITE_BUSY_SNAPSHOT, which the busy
-timeout does not retry (see `tokens.authenticate`). PostgreSQL ignores the option.
+upgrading a stale read snapshot fails with SQLITE_BUSY_SNAPSHOT, which is not
+retried (see `tokens.authenticate`). PostgreSQL ignores the option.
 """
 
 from __future__ import annotations
@@ -27,9 +28,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.settings import Settings
+from app.sqlite_inline import inline_creator
 
 SessionFactory = async_sessionmaker[AsyncSession]
 
+
+# How long a statement waits for another connection's write lock before failing.
+SQLITE_LOCK_TIMEOUT = 30.0
 
 # Execution option marking an engine (and so its transactions) as read-only; see below.
 READ_ONLY = "helpdesk_read_only"
@@ -46,9 +51,10 @@ def create_engine(database_url: str, *, echo: bool = False) -> AsyncEngine:
     url = make_url(database_url)
     kwargs: dict[str, Any] = {"echo": echo}
     if url.drivername.startswith("sqlite"):
-        if url.database and url.database != ":memory:":
-            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-        kwargs["connect_args"] = {"timeout": 30}
+        database = url.database or ":memory:"
+        if database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        kwargs["async_creator"] = inline_creator(database, timeout=SQLITE_LOCK_TIMEOUT)
     else:
         kwargs["pool_size"] = 10
         kwargs["max_overflow"] = 20
@@ -67,7 +73,6 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=30000")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
 

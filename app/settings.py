@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     public_url: str = "http://127.0.0.1:8000"
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8000, ge=0, le=65535)
+    # permessage-deflate keeps a zlib compressor and decompressor per websocket (about
+    # 40 KB); chat frames are small, so by default idle widgets do not pay for it.
+    ws_compression: bool = False
     smtp_listen: str = "127.0.0.1:2525"
     smtp_relay: str | None = None
     smtp_max_bytes: int = Field(default=25 * 1024 * 1024, gt=0)

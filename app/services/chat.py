@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import bindparam, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -105,19 +105,23 @@ async def open_chat_ticket(
     """The contact's newest open conversation in this widget inbox."""
     if contact_id is None:
         return None
-    stmt = (
-        select(Ticket)
-        .where(
-            Ticket.workspace_id == workspace_id,
-            Ticket.inbox_id == inbox_id,
-            Ticket.contact_id == contact_id,
-            col(Ticket.status).in_(OPEN_CHAT_STATUSES),
-            col(Ticket.merged_into_id).is_(None),
-        )
-        .order_by(col(Ticket.id).desc())
-        .limit(1)
+    params = {"workspace_id": workspace_id, "inbox_id": inbox_id, "contact_id": contact_id}
+    return (await session.exec(_OPEN_CHAT_TICKET, params=params)).first()
+
+
+# Built once: this runs for every widget message and every welcome.
+_OPEN_CHAT_TICKET = (
+    select(Ticket)
+    .where(
+        Ticket.workspace_id == bindparam("workspace_id"),
+        Ticket.inbox_id == bindparam("inbox_id"),
+        Ticket.contact_id == bindparam("contact_id"),
+        col(Ticket.status).in_(OPEN_CHAT_STATUSES),
+        col(Ticket.merged_into_id).is_(None),
     )
-    return (await session.exec(stmt)).first()
+    .order_by(col(Ticket.id).desc())
+    .limit(1)
+)
 
 
 async def replay_events(
@@ -299,7 +303,13 @@ async def do_visitor_message(
         created = True
     else:
         event, created = await do_customer_message(
-            uow, ticket, actor, body=body, payload=payload or None, client_id=client_id
+            uow,
+            ticket,
+            actor,
+            body=body,
+            payload=payload or None,
+            client_id=client_id,
+            client_id_checked=True,
         )
     if attachments and created:
         from app.models import Attachment

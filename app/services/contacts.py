@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, or_, update
+from sqlalchemy import bindparam, func, or_, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -70,19 +70,23 @@ async def identities_of(session: AsyncSession, contact_id: int) -> Sequence[Cont
     return (await session.exec(stmt)).all()
 
 
+# Built once: every widget connection and message resolves its contact this way.
+_BY_IDENTITY = (
+    select(Contact)
+    .join(ContactIdentity, col(ContactIdentity.contact_id) == Contact.id)
+    .where(
+        ContactIdentity.workspace_id == bindparam("workspace_id"),
+        ContactIdentity.kind == bindparam("kind"),
+        ContactIdentity.value == bindparam("value"),
+    )
+)
+
+
 async def find_by_identity(
     session: AsyncSession, workspace_id: int, kind: IdentityKind, value: str
 ) -> Contact | None:
-    stmt = (
-        select(Contact)
-        .join(ContactIdentity, col(ContactIdentity.contact_id) == Contact.id)
-        .where(
-            ContactIdentity.workspace_id == workspace_id,
-            ContactIdentity.kind == kind,
-            ContactIdentity.value == normalize_identity(kind, value),
-        )
-    )
-    contact = (await session.exec(stmt)).first()
+    params = {"workspace_id": workspace_id, "kind": kind, "value": normalize_identity(kind, value)}
+    contact = (await session.exec(_BY_IDENTITY, params=params)).first()
     # Follow merges so old identities keep landing on the surviving contact.
     while contact is not None and contact.merged_into_id is not None:
         contact = await session.get(Contact, contact.merged_into_id)

@@ -325,10 +325,18 @@ async def do_customer_message(
     kind: EventKind = EventKind.message,
     payload: dict[str, Any] | None = None,
     client_id: str | None = None,
+    client_id_checked: bool = False,
 ) -> tuple[TicketEvent, bool]:
     """A message from the customer; it reopens a ticket that was waiting or done."""
     event, created = await do_append_event(
-        uow, ticket, kind=kind, actor=actor, body=body, payload=payload, client_id=client_id
+        uow,
+        ticket,
+        kind=kind,
+        actor=actor,
+        body=body,
+        payload=payload,
+        client_id=client_id,
+        client_id_checked=client_id_checked,
     )
     if created and ticket.status in REOPEN_ON_CUSTOMER:
         system = Actor.system(ticket.workspace_id)

@@ -60,13 +60,19 @@ def customer_visible(event: TicketEvent) -> bool:
     return not event.internal and event.kind in CUSTOMER_VISIBLE_KINDS
 
 
+# Hot lookups are built once with bind parameters: building a select costs more
+# than SQLite takes to answer it.
+_BY_CLIENT_ID = select(TicketEvent).where(
+    TicketEvent.workspace_id == bindparam("workspace_id"),
+    TicketEvent.client_id == bindparam("client_id"),
+)
+
+
 async def find_by_client_id(
     session: AsyncSession, workspace_id: int, client_id: str
 ) -> TicketEvent | None:
-    stmt = select(TicketEvent).where(
-        TicketEvent.workspace_id == workspace_id, TicketEvent.client_id == client_id
-    )
-    return (await session.exec(stmt)).first()
+    params = {"workspace_id": workspace_id, "client_id": client_id}
+    return (await session.exec(_BY_CLIENT_ID, params=params)).first()
 
 
 # One atomic UPDATE ... RETURNING: the row lock (PostgreSQL) or the write lock
@@ -116,9 +122,13 @@ async def do_append_event(
     internal: bool = False,
     client_id: str | None = None,
     reserved_seq: int | None = None,
+    client_id_checked: bool = False,
 ) -> tuple[TicketEvent, bool]:
     """Append to the ticket's timeline. Returns (event, created); a known client_id
     returns the event stored the first time and writes nothing.
+
+    `client_id_checked`: the caller looked the client_id up in this transaction
+    and found nothing; the insert's savepoint still catches a concurrent writer.
 
     `reserved_seq`: the caller inserted the ticket in this transaction with its
     `last_seq` already counting this event (no other writer can see the row yet),
@@ -132,9 +142,10 @@ async def do_append_event(
     if client_id is not None:
         if not 1 <= len(client_id) <= 64:
             raise Invalid("client_id must be 1 to 64 characters")
-        existing = await find_by_client_id(uow.session, ticket.workspace_id, client_id)
-        if existing is not None:
-            return existing, False
+        if not client_id_checked:
+            existing = await find_by_client_id(uow.session, ticket.workspace_id, client_id)
+            if existing is not None:
+                return existing, False
     now = utcnow()
     event = TicketEvent(
         workspace_id=ticket.workspace_id,
