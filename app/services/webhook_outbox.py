@@ -21,6 +21,7 @@ WEBHOOK_EVENTS = (
     "ticket.created",
     "ticket.updated",
     "ticket.event.created",
+    "ticket.deleted",
     "contact.created",
     "contact.updated",
 )

@@ -185,7 +185,7 @@ class AgentConnection(Connection):
         kind = message.get("type")
         if kind == "ticket.event":
             await self._ticket_event(message)
-        elif kind in ("ticket.created", "ticket.updated"):
+        elif kind in ("ticket.created", "ticket.updated", "ticket.deleted"):
             ticket = message.get("ticket") or {}
             if self._in_scope(int(ticket.get("id") or 0), ticket.get("team_id")):
                 await self.send({"type": "ticket", "action": kind.split(".")[1], "ticket": ticket})

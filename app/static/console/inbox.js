@@ -129,6 +129,11 @@ function changed(ticketId) {
 live.on("ticket.event", (f) => changed(f.ticket));
 live.on("ticket.created", (f) => f.ticket && changed(f.ticket.id));
 live.on("ticket.updated", (f) => f.ticket && changed(f.ticket.id));
+live.on("ticket.deleted", (f) => {
+  if (!f.ticket) return;
+  rows = rows.filter((r) => r.id !== f.ticket.id);
+  render();
+});
 live.on("state", ({ connected }) => connected && load());
 
 // Without the socket: ask for what changed since the last sync.

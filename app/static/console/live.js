@@ -4,6 +4,7 @@
 //   "ticket.event"   {ticket, seq, event}     a new timeline event
 //   "ticket.created" {ticket}                 a new ticket (public shape)
 //   "ticket.updated" {ticket, changes}
+//   "ticket.deleted" {ticket: {id, number, team_id}}  an admin deleted it
 //   "typing"         {ticket, author, typing}  someone typing (agent or contact)
 //   "read"           {ticket, seq, by, author} someone read up to seq (agents: also "viewing")
 //   "presence"       {agent, status}
@@ -99,8 +100,8 @@ function dispatch(frame) {
     advance(ticket, seq);
     emit("ticket.event", { ticket, seq, event: { ...event, ticket_id: ticket, seq } });
   } else if (type === "ticket") {
-    emit(frame.action === "created" ? "ticket.created" : "ticket.updated", frame);
-  } else if (type === "ticket.created" || type === "ticket.updated") {
+    emit("ticket." + (["created", "deleted"].includes(frame.action) ? frame.action : "updated"), frame);
+  } else if (type === "ticket.created" || type === "ticket.updated" || type === "ticket.deleted") {
     emit(type, frame);
   } else if (type === "ping") {
     send({ type: "pong" });

@@ -95,6 +95,7 @@ live.on("ticket.created", (f) => {
   if (me && f.ticket && f.ticket.assignee_id === me.id) alertOnce(f.ticket.id, f.ticket.number, f.ticket.subject);
 });
 live.on("ticket.updated", () => refreshCapacity());
+live.on("ticket.deleted", () => refreshCapacity());
 
 // Browsers only allow the permission prompt after a user gesture.
 document.addEventListener(

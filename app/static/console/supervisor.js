@@ -93,6 +93,7 @@ function soon() {
 }
 live.on("ticket.created", soon);
 live.on("ticket.updated", soon);
+live.on("ticket.deleted", soon);
 live.on("ticket.event", soon);
 live.on("presence", soon);
 live.setPoller(load, 3000);

@@ -334,6 +334,26 @@ document.getElementById("merge").addEventListener("submit", async (e) => {
   }
 });
 
+// -- delete (admins; the <details> toggle is the confirmation step) -------------------
+const deleteButton = document.getElementById("delete-confirm");
+deleteButton?.addEventListener("click", async () => {
+  deleteButton.disabled = true;
+  try {
+    await api("DELETE", `/api/v1/tickets/${id}`);
+    location.href = "/console";
+  } catch (err) {
+    toast(err.message);
+    deleteButton.disabled = false;
+  }
+});
+// Whoever has it open when it is deleted is sent back to the inbox.
+live.on("ticket.deleted", (f) => {
+  if (!f.ticket || f.ticket.id !== id) return;
+  for (const node of document.querySelectorAll("#composer *, #controls *, #merge *")) node.disabled = true;
+  toast(t("ticket.deleted"));
+  setTimeout(() => (location.href = "/console"), 1500);
+});
+
 onKey("r", () => setMode("reply"));
 onKey("n", () => setMode("note"));
 onKey("e", () => patch({ status: "resolved" }));

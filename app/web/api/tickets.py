@@ -5,17 +5,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter, Header, Query, Response
 from fastapi.responses import JSONResponse
 
 from app.models import Channel, IdentityKind, Priority, TicketStatus
 from app.models.ticket import EventKind
-from app.services import idempotency, tickets
+from app.services import idempotency, ticket_deletion, tickets
 from app.services.actors import Actor
 from app.services.contacts import IdentityIn, do_resolve_contact, get_contact
 from app.services.errors import Invalid
 from app.services.timeline import event_public, list_events
-from app.web.api.deps import CurrentActor, Session, Uow
+from app.web.api.deps import AdminActor, Ctx, CurrentActor, Session, Uow
 from app.web.api.errors import COMMON_ERRORS, error_responses
 from app.web.api.responses import json_response
 from app.web.api.schemas.common import (
@@ -168,6 +168,24 @@ async def update_ticket(
     ticket = await tickets.do_update_ticket(uow, actor, ticket_id, changes)
     await uow.commit()
     return tickets.ticket_public(ticket)
+
+
+@router.delete(
+    "/{ticket_id}",
+    status_code=204,
+    response_class=Response,
+    summary="Delete a ticket (admin)",
+    description="Erases the ticket for good: its timeline, attachments, call recordings, "
+    "calls, callbacks and stored emails; files go from storage unless another ticket "
+    "shares them. 409 while a call on the ticket is in progress. Tickets merged into it "
+    "become plain tickets again; files that copies on a merge target still show move to "
+    "that target. Emits the `ticket.deleted` webhook and writes the audit log.",
+    responses=error_responses(409),
+)
+async def delete_ticket(ticket_id: PathId, actor: AdminActor, uow: Uow, ctx: Ctx) -> Response:
+    await ticket_deletion.do_delete_ticket(uow, actor, ctx.settings.data_dir, ticket_id)
+    await uow.commit()
+    return Response(status_code=204)
 
 
 @router.post(

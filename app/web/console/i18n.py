@@ -93,6 +93,11 @@ EN: dict[str, str] = {
     "ticket.merge_number": "Ticket number",
     "ticket.merge_submit": "Merge",
     "ticket.merged_into": "This ticket was merged into #{number}.",
+    "ticket.delete": "Delete ticket",
+    "ticket.delete_warning": "Deletes the ticket with its timeline, files, call recordings "
+    "and emails for good. This cannot be undone.",
+    "ticket.delete_confirm": "Delete #{number} for good",
+    "ticket.deleted": "This ticket was deleted.",
     "ticket.back": "Back to inbox",
     "ticket.timeline": "Timeline",
     "composer.reply": "Reply",
@@ -305,6 +310,11 @@ DE: dict[str, str] = {
     "ticket.merge_number": "Ticketnummer",
     "ticket.merge_submit": "Zusammenführen",
     "ticket.merged_into": "Dieses Ticket wurde mit #{number} zusammengeführt.",
+    "ticket.delete": "Ticket löschen",
+    "ticket.delete_warning": "Löscht das Ticket mit Verlauf, Dateien, Gesprächsaufzeichnungen "
+    "und E-Mails endgültig. Das lässt sich nicht rückgängig machen.",
+    "ticket.delete_confirm": "#{number} endgültig löschen",
+    "ticket.deleted": "Dieses Ticket wurde gelöscht.",
     "ticket.back": "Zurück zum Posteingang",
     "ticket.timeline": "Verlauf",
     "composer.reply": "Antworten",

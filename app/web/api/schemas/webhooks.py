@@ -9,7 +9,12 @@ from pydantic import BaseModel, Field
 from app.web.api.schemas.common import Strict
 
 WebhookEvent = Literal[
-    "ticket.created", "ticket.updated", "ticket.event.created", "contact.created", "contact.updated"
+    "ticket.created",
+    "ticket.updated",
+    "ticket.event.created",
+    "ticket.deleted",
+    "contact.created",
+    "contact.updated",
 ]
 
 
