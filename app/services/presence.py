@@ -145,10 +145,7 @@ async def do_sweep_stale(uow: UnitOfWork, ttl: float) -> list[int]:
     return sorted(agent_id for _, agent_id in stale)
 
 
-async def available_agents(
-    session: AsyncSession, workspace_id: int, team_id: int | None, ttl: float
-) -> list[Agent]:
-    """Active agents (of the team, if any) with at least one live `available` connection."""
+def _available_where(workspace_id: int, team_id: int | None, ttl: float) -> list[Any]:
     live = (
         select(AgentPresence.agent_id)
         .where(
@@ -158,21 +155,32 @@ async def available_agents(
         )
         .distinct()
     )
-    stmt = select(Agent).where(
+    where = [
         Agent.workspace_id == workspace_id,
         col(Agent.is_active).is_(True),
         col(Agent.id).in_(live),
-    )
+    ]
     if team_id is not None:
-        members = select(AgentTeam.agent_id).where(AgentTeam.team_id == team_id)
-        stmt = stmt.where(col(Agent.id).in_(members))
+        where.append(
+            col(Agent.id).in_(select(AgentTeam.agent_id).where(AgentTeam.team_id == team_id))
+        )
+    return where
+
+
+async def available_agents(
+    session: AsyncSession, workspace_id: int, team_id: int | None, ttl: float
+) -> list[Agent]:
+    """Active agents (of the team, if any) with at least one live `available` connection."""
+    stmt = select(Agent).where(*_available_where(workspace_id, team_id, ttl))
     return list((await session.exec(stmt.order_by(col(Agent.id)))).all())
 
 
 async def team_available(
     session: AsyncSession, workspace_id: int, team_id: int | None, ttl: float
 ) -> bool:
-    return bool(await available_agents(session, workspace_id, team_id, ttl))
+    """Whether `available_agents` would find anyone (one id read, no rows loaded)."""
+    stmt = select(Agent.id).where(*_available_where(workspace_id, team_id, ttl)).limit(1)
+    return (await session.exec(stmt)).first() is not None
 
 
 def lost_agents_query(grace: float, ttl: float) -> Any:

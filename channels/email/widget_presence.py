@@ -38,6 +38,9 @@ class WidgetPresence:
         self.sessions: dict[str, ClientSession] = {}
         self.unsaved: set[str] = set()  # opened since the last heartbeat
         self.closed: set[str] = set()  # closed since the last heartbeat, had a row
+        # The contact each saved row carries: only rows whose visitor got a contact
+        # since are updated, so an idle node's heartbeat is one UPDATE, not one per row.
+        self.saved_contact: dict[str, int | None] = {}
         self.ctx: AppContext | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -78,6 +81,7 @@ class WidgetPresence:
         if self.sessions.pop(session.conn_id, None) is None:
             return
         visitor_presence.local.pop(session.conn_id, None)
+        self.saved_contact.pop(session.conn_id, None)
         if session.conn_id in self.unsaved:
             self.unsaved.discard(session.conn_id)
         else:
@@ -88,7 +92,15 @@ class WidgetPresence:
         assert self.ctx is not None
         opened = {c: s.visitor for c in self.unsaved if (s := self.sessions.get(c)) and s.visitor}
         closed = set(self.closed)
-        contacts = {c: s.visitor.contact_id for c, s in self.sessions.items() if s.visitor}
+        written = {c: v.contact_id for c, v in opened.items()}  # before any await
+        contacts = {
+            c: s.visitor.contact_id
+            for c, s in self.sessions.items()
+            if s.visitor
+            and c not in opened
+            and s.visitor.contact_id is not None
+            and self.saved_contact.get(c) != s.visitor.contact_id
+        }
         async with self.ctx.uow() as uow:
             await visitor_presence.do_sync_node(
                 uow, self.node, opened=opened, closed=closed, contacts=contacts
@@ -97,6 +109,10 @@ class WidgetPresence:
             await uow.commit()
         self.unsaved -= set(opened)
         self.closed -= closed
+        written.update(contacts)
+        for conn_id, contact_id in written.items():
+            if conn_id in self.sessions:
+                self.saved_contact[conn_id] = contact_id
 
     async def _heartbeat(self) -> None:
         assert self.ctx is not None

@@ -114,6 +114,11 @@ class AgentConnection(Connection):
         if not data or data.get("type") != "hello":
             await self.close(CLOSE_POLICY, "hello expected")
             return
+        await self.serve_frames(lambda: self._start(data), self._on_frame)
+
+    async def _start(self, data: dict[str, Any]) -> None:
+        """Everything between the hello and the first frame: presence and welcome."""
+        assert self.actor is not None
         status = data.get("presence", presence.AVAILABLE)
         try:
             status = presence.check_status(status)
@@ -155,16 +160,14 @@ class AgentConnection(Connection):
         )
         self.start_pump()
         await open_session(self.ctx, self.frame_session)
-        while True:
-            frame = await self.receive()
-            if frame is None:
-                continue
-            try:
-                await self._handle(frame)
-            except ProtocolError as exc:
-                await self.send(exc.frame())
-            except ServiceError as exc:
-                await self.send(error_frame(exc.code, exc.message, frame.get("client_id")))
+
+    async def _on_frame(self, frame: dict[str, Any]) -> None:
+        try:
+            await self._handle(frame)
+        except ProtocolError as exc:
+            await self.send(exc.frame())
+        except ServiceError as exc:
+            await self.send(error_frame(exc.code, exc.message, frame.get("client_id")))
 
     # -- scope -----------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
@@ -33,6 +34,9 @@ if TYPE_CHECKING:
     from channels.webchat.hub import WebchatHub
 
 log = logging.getLogger(__name__)
+
+# Frames read ahead of the one being handled; past that, reading waits (backpressure).
+FRAME_BACKLOG = 16
 
 
 class Closed(Exception):
@@ -93,6 +97,50 @@ class Connection:
         except ProtocolError as exc:
             await self.send(exc.frame())
             return None
+
+    async def serve_frames(
+        self,
+        setup: Callable[[], Awaitable[None]],
+        handle: Callable[[dict[str, Any]], Awaitable[None]],
+    ) -> None:
+        """Run `setup`, then `handle` every frame in order, in a task of their own,
+        while this task keeps reading the socket; a peer that goes away cancels what
+        was still queued or running for it.
+
+        Otherwise a dropped connection's work waits in line for the database and is
+        done for nobody (the client resends what was not acknowledged once it is
+        back), and under heavy reconnect churn that line grows faster than it drains:
+        every resend queues behind the dead ones, its connection drops before its turn,
+        and nothing is ever acknowledged again.
+        """
+        frames: asyncio.Queue[dict[str, Any]] = asyncio.Queue(FRAME_BACKLOG)
+
+        async def work() -> None:
+            await setup()
+            while True:
+                await handle(await frames.get())
+
+        async def read() -> None:
+            while True:
+                frame = await self.receive()
+                if frame is not None:
+                    await frames.put(frame)
+
+        tasks = [
+            asyncio.create_task(work(), name="webchat-work"),
+            asyncio.create_task(read(), name="webchat-read"),
+        ]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            results = await asyncio.gather(*tasks, return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException) and not isinstance(
+                result, (Closed, asyncio.CancelledError)
+            ):
+                raise result
 
     async def receive_hello(self) -> dict[str, Any] | None:
         try:

@@ -29,6 +29,8 @@ from channels.webchat.ratelimit import BucketRegistry
 
 log = logging.getLogger(__name__)
 
+AVAILABILITY_CACHE_SECONDS = 1.0
+
 
 class WebchatHub:
     name = "webchat"
@@ -50,6 +52,7 @@ class WebchatHub:
         self._kick = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._last_heartbeat = 0.0
+        self._available: dict[tuple[int, int | None], tuple[float, bool]] = {}
 
     async def start(self, ctx: AppContext) -> None:
         self._task = ctx.spawn(self._loop(), "webchat-routing")
@@ -95,7 +98,24 @@ class WebchatHub:
 
     def kick(self) -> None:
         """Run a routing pass soon (a chat arrived, an agent became available)."""
+        self._available.clear()
         self._kick.set()
+
+    async def team_available(self, workspace_id: int, team_id: int | None) -> bool:
+        """Whether the widget may show "agents available": read at most once a second
+        per team, because every widget (re)connect asks. Presence changes on this node
+        (`kick`) forget it at once; other nodes' within a second."""
+        key = (workspace_id, team_id)
+        now = time.monotonic()
+        hit = self._available.get(key)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        async with self.session() as session:
+            value = await presence.team_available(session, workspace_id, team_id, self.ttl)
+        if len(self._available) >= 10_000:
+            self._available.clear()
+        self._available[key] = (now + AVAILABILITY_CACHE_SECONDS, value)
+        return value
 
     async def inbox(self, public_key: str | None) -> Inbox | None:
         if not public_key or len(public_key) > 64:

@@ -11,7 +11,7 @@ from starlette.websockets import WebSocket
 from app.bus.base import Message
 from app.events import contact_topic, workspace_topic
 from app.models import Inbox, Ticket
-from app.services import chat, presence, visitors
+from app.services import chat, visitors
 from app.services.chat import ChatVisitor, MessageResult
 from app.services.errors import ServiceError
 from app.services.origins import origin_allowed
@@ -22,6 +22,7 @@ from channels.webchat.cursors import Cursors
 from channels.webchat.hub import WebchatHub
 from channels.webchat.protocol import (
     CLOSE_POLICY,
+    Hello,
     ProtocolError,
     ack,
     error_frame,
@@ -84,6 +85,11 @@ class WidgetConnection(Connection):
         except ProtocolError:
             await self.close(CLOSE_POLICY, "hello expected")
             return
+        await self.serve_frames(lambda: self._start(hello), self._on_frame)
+
+    async def _start(self, hello: Hello) -> None:
+        """Everything between the hello and the first frame: identity, welcome, replay."""
+        assert self.inbox is not None and self.inbox.id is not None
         secret = self.ctx.settings.secret
         ws_id = self.inbox.workspace_id
         known = visitors.read_token(secret, hello.token, ws_id)
@@ -118,14 +124,12 @@ class WidgetConnection(Connection):
             await self.send(error_frame(problem.code, problem.message))
         self.start_pump()
         await open_session(self.ctx, self.frame_session)
-        while True:
-            frame = await self.receive()
-            if frame is None:
-                continue
-            try:
-                await self._handle(frame)
-            except ProtocolError as exc:
-                await self.send(exc.frame())
+
+    async def _on_frame(self, frame: dict[str, Any]) -> None:
+        try:
+            await self._handle(frame)
+        except ProtocolError as exc:
+            await self.send(exc.frame())
 
     # -- session -------------------------------------------------------------------
 
@@ -143,12 +147,10 @@ class WidgetConnection(Connection):
             ticket = await chat.open_chat_ticket(
                 session, visitor.workspace_id, inbox.id or 0, visitor.contact_id
             )
-            available = await presence.team_available(
-                session, visitor.workspace_id, inbox.team_id, self.hub.ttl
-            )
             name = await chat.agent_name(
                 session, visitor.workspace_id, ticket.assignee_id if ticket else None
             )
+        available = await self.hub.team_available(visitor.workspace_id, inbox.team_id)
         state, agent = self._state_of(ticket, name)
         self.last_state = (ticket.id if ticket else None, state, name)
         await self.send(

@@ -4,9 +4,10 @@ in seq order, to both sides, and is in the database.
 
 The server is a real `helpdesk serve` process, so it has one core and this load
 generator the other. Sizes: CHAOS_CONVERSATIONS x CHAOS_MESSAGES visitor messages and as
-many agent replies. The suite's default (40 x 10) keeps `make test` fast; the issue's full
-size is CHAOS_CONVERSATIONS=200 CHAOS_MESSAGES=50, which this server does not yet finish
-within the time limit (see the live-chat issue notes).
+many agent replies. The suite's default (40 x 10) keeps `make test` fast; CHAOS_CONVERSATIONS=200
+CHAOS_MESSAGES=20 (8 000 messages, every connection living ~2 s) passes in about 200 s; the
+issue's 20 000 messages need more than this test's 240 s limit on this machine (see the
+live-chat issue notes). `pytest -s` prints progress every 10 s.
 """
 
 from __future__ import annotations
@@ -291,6 +292,21 @@ async def run_agent(
         await asyncio.sleep(rng.uniform(0.0, 0.2))
 
 
+async def report_progress(visitors: list[VisitorState], drops: Drops) -> None:
+    """Every 10 s (shown with `pytest -s`, and in the log of a run that times out)."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    while True:
+        await asyncio.sleep(10)
+        acked = sum(len(v.acked) for v in visitors)
+        replies = sum(len(v.replies) for v in visitors)
+        print(
+            f"chaos {loop.time() - start:.0f}s: {acked} visitor messages acked, "
+            f"{replies} replies seen, drops {drops.visitor}/{drops.agent}",
+            flush=True,
+        )
+
+
 async def test_chaos_exactly_once_both_sides(settings: Settings, tmp_path: Path) -> None:
     key, agents = await seed(settings)
     env = node_env(
@@ -312,9 +328,16 @@ async def test_chaos_exactly_once_both_sides(settings: Settings, tmp_path: Path)
             for a in agents
         ]
         async with asyncio.timeout(240):
-            await asyncio.gather(
-                *(run_visitor(v, node, key, random.Random(rng.random()), drops) for v in visitors)
-            )
+            progress = asyncio.create_task(report_progress(visitors, drops))
+            try:
+                await asyncio.gather(
+                    *(
+                        run_visitor(v, node, key, random.Random(rng.random()), drops)
+                        for v in visitors
+                    )
+                )
+            finally:
+                progress.cancel()
             stop.set()
             await asyncio.gather(*agent_tasks)
             # One last clean connection per agent: it must catch up to the database exactly.
