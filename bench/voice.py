@@ -6,8 +6,9 @@ A server process (this file with --serve, pinned to one core) bridges N concurre
 either with channels.voice (encoded Opus forwarded between legs) or with aiortc's default
 path (MediaRelay: decode each leg, re-encode for the other). This process (pinned to the
 other core) drives both legs of every call with aiortc peers that send PRE-ENCODED Opus
-and never decode what they receive (their receivers are tapped like the server's), so the
-load generator stays cheap and the server is what saturates.
+and never decode what they receive (their receivers are tapped like the server's, and
+they send and receive RTP through the same direct paths as the server's legs, egress.py
+and ingress.py), so the load generator stays cheap and the server is what saturates.
 
 Each client sends a 1 s loop: 200 ms of tone, 800 ms of digital silence. Opus codes
 silence in 3 bytes and tone in ~70, so the far client spots each tone onset by packet size
@@ -24,7 +25,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import fractions
 import json
 import os
 import statistics
@@ -37,17 +37,22 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+# Run as `python bench/voice.py`, bench/ comes first on sys.path and bench/email.py would
+# shadow the standard library's `email` package (which aiortc's cryptography imports).
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-import av  # noqa: E402
 import numpy as np  # noqa: E402
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription  # noqa: E402
 from aiortc.contrib.media import MediaRelay  # noqa: E402
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack  # noqa: E402
 
 from channels.voice.codec import OPUS, SAMPLE_RATE, encode_loop  # noqa: E402
+from channels.voice.egress import RtpWriter, install_writer  # noqa: E402
 from channels.voice.hold import tone  # noqa: E402
+from channels.voice.ingress import install_ingress  # noqa: E402
+from channels.voice.leg import negotiated_codec  # noqa: E402
 from channels.voice.media import MediaEngine  # noqa: E402
 from channels.voice.tap import EncodedFrame, install_tap  # noqa: E402
 
@@ -135,7 +140,13 @@ async def serve() -> None:
 
 
 class PreEncodedTrack(MediaStreamTrack):
-    """Plays a loop of encoded Opus payloads at 20 ms pace; aiortc sends them as-is."""
+    """Plays a loop of encoded Opus payloads at 20 ms pace.
+
+    Like the server's legs, it writes them straight to the wire (channels.voice.egress)
+    once aiortc starts the sender, instead of handing aiortc a packet per frame: the load
+    generator's one core then drives as many calls as the passthrough server's one core
+    can bridge. Both bridges are driven by exactly these peers.
+    """
 
     kind = "audio"
 
@@ -145,28 +156,28 @@ class PreEncodedTrack(MediaStreamTrack):
         self.onset = onset
         self.phase = phase
         self.n = 0
-        self.start: float | None = None
         self.sent: list[float] = []
         self.onsets: list[float] = []
+        self.writer: RtpWriter | None = None
+        self.payload_type: int | None = None  # known once the answer is in
 
     async def recv(self) -> Any:
-        if self.readyState != "live":
+        if self.readyState != "live" or self.writer is None or self.payload_type is None:
             raise MediaStreamError
-        if self.start is None:
-            self.start = time.monotonic() + self.phase
-        wait = self.start + self.n * FRAME - time.monotonic()
-        if wait > 0:
-            await asyncio.sleep(wait)
-        i = self.n % len(self.payloads)
-        packet = av.Packet(self.payloads[i])
-        packet.pts = self.n * 960
-        packet.time_base = fractions.Fraction(1, SAMPLE_RATE)
-        self.n += 1
-        now = time.monotonic()
-        self.sent.append(now)
-        if i == self.onset:
-            self.onsets.append(now)
-        return packet
+        self.writer.start(self.payload_type)
+        start = time.monotonic() + self.phase
+        while self.readyState == "live":
+            wait = start + self.n * FRAME - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            i = self.n % len(self.payloads)
+            self.writer.write(self.payloads[i], self.n * 960)
+            self.n += 1
+            now = time.monotonic()
+            self.sent.append(now)
+            if i == self.onset:
+                self.onsets.append(now)
+        raise MediaStreamError
 
 
 @dataclass
@@ -205,7 +216,14 @@ def new_leg(which: str, phase: float) -> ClientLeg:
     leg = ClientLeg(pc, track)
     transceiver = pc.addTransceiver(track, direction="sendrecv")
     install_tap(transceiver.receiver, leg.on_frame)
+    track.writer = install_writer(transceiver.sender)
+    install_ingress(transceiver.receiver.transport)  # receive as cheaply as the server
     return leg
+
+
+async def accept(leg: ClientLeg, answer: str) -> None:
+    leg.track.payload_type = negotiated_codec(answer).payload_type
+    await leg.pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
 
 
 async def offer(leg: ClientLeg) -> str:
@@ -322,7 +340,8 @@ async def direct_baseline(seconds: float) -> dict[str, Any]:
     await b.pc.setRemoteDescription(RTCSessionDescription(sdp=await offer(a), type="offer"))
     # new_leg already added b's transceiver; the offer's m-line reuses it.
     await b.pc.setLocalDescription(await b.pc.createAnswer())
-    await a.pc.setRemoteDescription(b.pc.localDescription)
+    b.track.payload_type = negotiated_codec(b.pc.localDescription.sdp).payload_type
+    await accept(a, b.pc.localDescription.sdp)
     await wait_connected([a, b])
     await asyncio.sleep(seconds)
     lat = one_way_latencies(a, b) + one_way_latencies(b, a)
@@ -343,7 +362,7 @@ async def run_step(
         offers = [await offer(c), await offer(a)]
         answers = (await server.request(op="call", bridge=bridge, offers=offers))["answers"]
         for leg, sdp in zip((c, a), answers, strict=True):
-            await leg.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
+            await accept(leg, sdp)
 
     # The server answers one request at a time; set calls up in small concurrent batches.
     for i in range(0, n, 4):

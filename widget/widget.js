@@ -655,7 +655,7 @@
   const api = {
     version: "1",
     // For widget/call.js, appended to this bundle; not a public API.
-    _ext: { send, h, icon, root, panel, closeBtn, log, lang: LANG, frames: extFrames, open },
+    _ext: { send, h, icon, root, panel, closeBtn, log, lang: LANG, frames: extFrames, open, config: () => cfg },
     open,
     close,
     toggle: () => (isOpen ? close() : open()),

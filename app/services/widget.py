@@ -69,9 +69,18 @@ def widget_max_upload(max_upload_bytes: int) -> int:
 
 
 def public_config(
-    inbox: Inbox, *, locale: str, available: bool, max_upload_bytes: int
+    inbox: Inbox,
+    *,
+    locale: str,
+    available: bool,
+    max_upload_bytes: int,
+    ice_servers: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """What the widget renders from; nothing secret (no identity secret, no origins)."""
+    """What the widget renders from; nothing secret (no identity secret, no origins).
+
+    ``ice_servers`` are the STUN/TURN servers for the widget's calls (the same the
+    server's call legs use), in ``RTCPeerConnection`` form.
+    """
     theme = inbox.theme or {}
     color = str(theme.get("color", ""))
     greetings = (inbox.settings or {}).get("greetings", {})
@@ -91,6 +100,7 @@ def public_config(
         "max_upload_bytes": widget_max_upload(max_upload_bytes),
         "upload_types": sorted(UPLOAD_TYPES),
         "max_message_chars": MAX_MESSAGE_CHARS,
+        "ice_servers": list(ice_servers or []),
     }
 
 

@@ -17,6 +17,8 @@ from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSession
 from aiortc.sdp import SessionDescription
 
 from .codec import CodecError, CodecInfo, FrameDecoder
+from .egress import install_writer
+from .ingress import Ingress, install_ingress
 from .tap import EncodedFrame, ReceiverTap, install_tap
 from .tracks import OutboundTrack, PcmFeed
 
@@ -39,6 +41,7 @@ class Leg:
         self.track = track
         self.codec: CodecInfo | None = None
         self.tap: ReceiverTap | None = None
+        self.ingress: Ingress | None = None
         self._encoded_sinks: list[OutboundTrack] = []
         self._pcm_sinks: list[PcmFeed] = []
         self._decoder: FrameDecoder | None = None
@@ -126,7 +129,7 @@ async def open_leg(
         track = OutboundTrack()
         leg = Leg(name, role, pc, track)
         leg.tap = install_tap(audio[0].receiver, leg._on_frame)
-        pc.addTrack(track)
+        track.bind(install_writer(pc.addTrack(track)))
         answer = await pc.createAnswer()
         await pc.setLocalDescription(answer)
         try:
@@ -134,6 +137,7 @@ async def open_leg(
         except CodecError as exc:
             raise MediaError(str(exc)) from exc
         leg.codec = codec
+        leg.ingress = install_ingress(audio[0].receiver.transport)
         track.configure(codec, silence(codec) if callable(silence) else silence)
 
         @pc.on("connectionstatechange")

@@ -25,7 +25,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from aiortc.jitterbuffer import JitterFrame
 from aiortc.utils import uint16_add, uint16_gt
 
 logger = logging.getLogger(__name__)
@@ -53,38 +52,46 @@ class _TapQueue(queue.Queue[Any]):
     def __init__(self, on_frame: FrameCallback) -> None:
         super().__init__()
         self._on_frame = on_frame
+        self._names: dict[str, str] = {}  # mime type -> codec name, computed once per codec
         self.frames = 0
 
     def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
         if item is None:  # the receiver is stopping: let the decoder thread exit
             super().put(None, block, timeout)
             return
-        codec, jitter_frame = item
+        codec, frame = item
         self.frames += 1
+        mime: str = codec.mimeType
+        name = self._names.get(mime)
+        if name is None:
+            name = self._names[mime] = mime.split("/")[-1].lower()
+        if not isinstance(frame, EncodedFrame):  # aiortc's own buffer (not installed by us)
+            frame = EncodedFrame(frame.data, frame.timestamp)
         try:
-            self._on_frame(
-                codec.mimeType.split("/")[-1].lower(),
-                EncodedFrame(jitter_frame.data, jitter_frame.timestamp),
-            )
+            self._on_frame(name, frame)
         except Exception:  # one bad frame must not tear down aiortc's receive path
             logger.exception("voice tap callback failed")
 
 
 class _FrameBuffer:
-    """Releases every audio RTP packet as a frame at once; drops duplicates and late ones."""
+    """Releases every audio RTP packet as a frame at once; drops duplicates and late ones.
+
+    The frame it returns is already our :class:`EncodedFrame` (aiortc only reads and
+    rewrites its ``timestamp`` before queueing it), so the tap copies nothing.
+    """
 
     capacity = 16
 
     def __init__(self) -> None:
         self._last: int | None = None
 
-    def add(self, packet: Any) -> tuple[bool, JitterFrame | None]:
+    def add(self, packet: Any) -> tuple[bool, EncodedFrame | None]:
         seq: int = packet.sequence_number
         last = self._last
         if last is not None and not uint16_gt(seq, last) and uint16_add(last, -seq) < _MAX_MISORDER:
             return False, None
         self._last = seq
-        return False, JitterFrame(data=packet._data, timestamp=packet.timestamp)
+        return False, EncodedFrame(packet._data, packet.timestamp)
 
 
 class ReceiverTap:

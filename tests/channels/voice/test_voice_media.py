@@ -80,6 +80,8 @@ async def test_customer_hears_hold_then_agent_without_renegotiation(
     steps = [b - a for (_, a), (_, b) in zip(customer.rtp, customer.rtp[1:], strict=False)]
     assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
     assert steps and all(0 < s <= 48000 and s % 960 == 0 for s in steps)
+    # The server packs RTP headers itself (egress.py): they carry the negotiated mid.
+    assert customer.mids == {customer.pc.getTransceivers()[0].mid}
 
     # Plain bridging forwarded encoded frames: nothing was decoded on the server.
     assert call.routes == {"customer": Route.leg("agent"), "agent": Route.leg("customer")}
@@ -88,6 +90,9 @@ async def test_customer_hears_hold_then_agent_without_renegotiation(
         assert leg.frames_received > 0
         assert leg.decoded_frames == 0
         assert leg.tap.decoder_backlog == 0
+        # Packets went from the socket callback to the other leg's socket directly.
+        assert leg.ingress is not None and leg.ingress.packets > 0
+        assert leg.ingress.suspended == 0
         receiver = leg.pc.getTransceivers()[0].receiver
         assert receiver.track._queue.qsize() == 0  # aiortc's decoder produced nothing
 

@@ -69,6 +69,7 @@ class TonePeer:
         self.pc.addTrack(ToneTrack(freq))
         self.states: list[str] = []
         self.rtp: list[tuple[int, int]] = []  # (sequence number, timestamp) as received
+        self.mids: set[str | None] = set()  # the mid header extension of received packets
         self._chunks: list[np.ndarray[Any, Any]] = []
         self._reader: asyncio.Task[None] | None = None
         self.pc.on("connectionstatechange", self._on_state)
@@ -78,6 +79,7 @@ class TonePeer:
 
         async def logging_handler(packet: Any, arrival_time_ms: int) -> None:
             self.rtp.append((packet.sequence_number, packet.timestamp))
+            self.mids.add(packet.extensions.mid)
             await original(packet, arrival_time_ms=arrival_time_ms)
 
         receiver._handle_rtp_packet = logging_handler
