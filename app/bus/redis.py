@@ -8,7 +8,6 @@ through the same bounded hub as the memory bus.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import uuid
@@ -18,6 +17,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from app.bus.base import LocalHub, Message, Subscription
+from app.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 PREFIX = "helpdesk:"
@@ -52,10 +52,7 @@ class RedisBus:
         self._reader = asyncio.create_task(self._read(), name="redis-bus-reader")
 
     async def stop(self) -> None:
-        if self._reader:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
+        await cancel_and_wait(self._reader)
         await self._pubsub.aclose()
         await self._redis.aclose()
 

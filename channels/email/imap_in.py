@@ -25,6 +25,7 @@ import aioimaplib
 from app.context import AppContext
 from app.models import Inbox
 from app.services import email_imap
+from app.tasks import cancel_and_wait, raise_if_cancelling
 from channels.email.ingest import ingest_raw
 
 log = logging.getLogger(__name__)
@@ -170,11 +171,7 @@ class ImapConnection:
         try:
             await asyncio.wait({push, woken}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in (push, woken):
-                task.cancel()
-            for task in (push, woken):
-                with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-                    await task
+            await cancel_and_wait(push, woken)
             if client.has_pending_idle():
                 client.idle_done()
             await asyncio.wait_for(idle, self.io_timeout)
@@ -238,11 +235,7 @@ class ImapPoller:
         tasks = [t for _, t in self._watchers.values()]
         if self._task is not None:
             tasks.append(self._task)
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_and_wait(*tasks)
         self._watchers.clear()
 
     async def _run(self) -> None:
@@ -255,6 +248,7 @@ class ImapPoller:
             except Exception:
                 log.exception("reading IMAP inboxes failed")
             self._tick.clear()
+            raise_if_cancelling()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._tick.wait(), self.tick_seconds)
 
@@ -266,9 +260,7 @@ class ImapPoller:
             current = inboxes.get(inbox_id)
             print_, task = self._watchers[inbox_id]
             if current is None or fingerprint(current.imap) != print_ or task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+                await cancel_and_wait(task)
                 del self._watchers[inbox_id]
         for inbox_id, inbox in inboxes.items():
             if inbox_id not in self._watchers:
@@ -311,6 +303,7 @@ class ImapPoller:
                 await self._record_error(inbox.id, exc)
             finally:
                 await connection.close()
+            raise_if_cancelling()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wake.wait(), wait)
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from app.context import AppContext
 from app.services import visitor_presence
+from app.tasks import cancel_and_wait
 from channels.base import ClientSession, register_frame_handler
 
 log = logging.getLogger(__name__)
@@ -51,10 +52,7 @@ class WidgetPresence:
         self._task = ctx.spawn(self._heartbeat(), "widget-presence")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+        await cancel_and_wait(self._task)
         for conn_id in self.sessions:
             visitor_presence.local.pop(conn_id, None)
         self.sessions.clear()

@@ -23,6 +23,7 @@ from app.models import ActorType, Agent, Call, CallState, Contact, Inbox, Role, 
 from app.services import acd, calls
 from app.services.actors import Actor
 from app.services.errors import Conflict, Forbidden
+from app.tasks import cancel_and_wait
 from channels.voice import continuity
 from channels.voice.hold import HoldAudio
 from channels.voice.leg import MediaError
@@ -81,10 +82,7 @@ class CallController:
         self._task = self.ctx.spawn(self._loop(), "voice-acd")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+        await cancel_and_wait(self._task)
         for live in list(self.live.values()):
             with contextlib.suppress(Exception):
                 await self.end_call(live, hangup_by="system", reason="shutdown")

@@ -9,7 +9,6 @@ silent or dropped leg records silence rather than shortening the call.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import fractions
 import logging
 import queue
@@ -19,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import av
+
+from app.tasks import cancel_and_wait
 
 from .codec import FRAME_SAMPLES, FRAME_SECONDS, SAMPLE_RATE, Pcm, mix, silence
 from .tracks import FramePublisher, PcmFeed
@@ -127,10 +128,7 @@ class CallRecorder:
         if self._stopped:
             raise RuntimeError("recording already stopped")
         self._stopped = True
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
         self.set_inputs([])
         self._writer.frames.put(None)
         if self._writer.is_alive():

@@ -24,6 +24,7 @@ from app.context import AppContext
 from app.models import Call
 from app.models.call import LIVE_CALL_STATES
 from app.services.errors import ServiceError
+from app.tasks import cancel_and_wait
 from channels.base import ClientSession, register_frame_handler
 from channels.voice import continuity
 from channels.voice.controller import CallController
@@ -63,10 +64,7 @@ class VoiceChannel:
 
     async def stop(self) -> None:
         await self.controller.stop()
-        if self._pump is not None:
-            self._pump.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._pump
+        await cancel_and_wait(self._pump)
         if self._sub is not None:
             await self._sub.close()
 

@@ -21,6 +21,7 @@ from app.bus.base import Message, Subscription, SubscriptionOverflow
 from app.models import Ticket, TicketEvent
 from app.services.chat import replay_events
 from app.services.timeline import event_public
+from app.tasks import cancel_and_wait
 from channels.webchat.cursors import Cursors
 from channels.webchat.protocol import (
     CLOSE_TRY_AGAIN,
@@ -155,10 +156,7 @@ class Connection:
         self._pump = asyncio.create_task(self._run_pump(), name="webchat-pump")
 
     async def stop_pump(self) -> None:
-        if self._pump is not None:
-            self._pump.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._pump
+        await cancel_and_wait(self._pump)
         if self.sub is not None:
             await self.sub.close()
 

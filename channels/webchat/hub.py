@@ -24,6 +24,7 @@ from app.events import UnitOfWork
 from app.models import Inbox
 from app.services import presence, routing
 from app.services.workspaces import get_inbox_by_public_key
+from app.tasks import cancel_and_wait
 from channels.webchat.protocol import Limits
 from channels.webchat.ratelimit import BucketRegistry
 
@@ -58,11 +59,8 @@ class WebchatHub:
         self._task = ctx.spawn(self._loop(), "webchat-routing")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         # Our presence rows go now rather than after the TTL: a clean shutdown is not a crash.
         with contextlib.suppress(Exception):
             from sqlalchemy import delete
