@@ -1,8 +1,9 @@
 """Inbound mail into the ticket stream: dedupe, thread, contact, timeline, bounces, auto-ack.
 
 The channel layer parses (channels/email/parse.py) and decides the thread from the
-facts `lookup_thread` returns; this module owns every database write, all inside
-the caller's unit of work, so "250 OK" is only ever said after one commit.
+facts `lookup_thread` returns; this module (with `email_batch`, which stores a
+batch of mails at once) owns every database write, all inside the caller's unit
+of work, so "250 OK" is only ever said after one commit.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import bindparam, func, update
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -39,7 +41,9 @@ from app.services import email_outbox
 from app.services.actors import Actor
 from app.services.attachments import safe_filename, write_blob
 from app.services.contacts import IdentityIn, do_resolve_contact
+from app.services.email_lookups import MAX_THREAD_IDS, MailLookups
 from app.services.errors import Invalid
+from app.services.inbox_addresses import address_key
 from app.services.tickets import do_create_ticket, do_customer_message
 from app.services.timeline import MAX_BODY_CHARS
 
@@ -106,18 +110,10 @@ class IngestResult:
 
 async def inbox_for_address(session: AsyncSession, address: str) -> Inbox | None:
     """The email inbox receiving `address` (`support+anything@x` reaches `support@x`)."""
-    local, at, domain = address.strip().strip("<>").rpartition("@")
-    if not at:
+    base = address_key(address)
+    if base is None:
         return None
-    base = f"{local.split('+', 1)[0]}@{domain}".lower()
     stmt = select(Inbox).where(Inbox.kind == InboxKind.email, func.lower(Inbox.address) == base)
-    return (await session.exec(stmt)).first()
-
-
-async def find_mail(session: AsyncSession, inbox_id: int, message_id: str) -> MailMessage | None:
-    stmt = select(MailMessage).where(
-        MailMessage.inbox_id == inbox_id, MailMessage.message_id == message_id
-    )
     return (await session.exec(stmt)).first()
 
 
@@ -148,21 +144,18 @@ async def lookup_thread(
     token_ticket_id: int | None,
     thread_ids: Sequence[str],
     subject_number: int | None,
+    known: MailLookups,
 ) -> ThreadFacts:
-    """Resolve the threading keys of one mail against this workspace's data."""
+    """Resolve the threading keys of one mail against this workspace's data (`known`,
+    loaded for its batch, answers what would otherwise be two queries)."""
     token_ticket: int | None = None
     if token_ticket_id is not None:
         ticket = await _live_ticket(session, workspace_id, token_ticket_id)
         token_ticket = ticket.id if ticket else None
     reference_ids: list[int] = []
-    ids = list(dict.fromkeys(thread_ids))[:60]
+    ids = list(dict.fromkeys(thread_ids))[:MAX_THREAD_IDS]
     if ids:
-        stmt = select(MailMessage.message_id, MailMessage.ticket_id).where(
-            MailMessage.workspace_id == workspace_id,
-            col(MailMessage.message_id).in_(ids),
-            col(MailMessage.ticket_id).is_not(None),
-        )
-        owner = {m: t for m, t in (await session.exec(stmt)).all() if t is not None}
+        owner = known.owners_of(ids)
         for message_id in ids:
             if message_id in owner:
                 ticket = await _live_ticket(session, workspace_id, owner[message_id])
@@ -171,10 +164,7 @@ async def lookup_thread(
     subject_ticket: int | None = None
     addresses: frozenset[str] = frozenset()
     if subject_number is not None:
-        stmt2 = select(Ticket).where(
-            Ticket.workspace_id == workspace_id, Ticket.number == subject_number
-        )
-        found = (await session.exec(stmt2)).first()
+        found = known.ticket_numbered(subject_number)
         ticket = await _live_ticket(session, workspace_id, found.id or 0) if found else None
         if ticket is not None:
             subject_ticket = ticket.id
@@ -186,27 +176,67 @@ async def lookup_thread(
     return ThreadFacts(token_ticket, tuple(reference_ids), subject_ticket, addresses)
 
 
-def _mail_row(inbox: Inbox, mail: IncomingMail, raw_key: str) -> MailMessage:
+def mail_values(inbox: Inbox, mail: IncomingMail, raw_key: str) -> dict[str, Any]:
+    """The `mail_message` row of an inbound mail, before it has a ticket and an event."""
     assert inbox.id is not None
-    return MailMessage(
-        workspace_id=inbox.workspace_id,
-        inbox_id=inbox.id,
-        direction=MailDirection.inbound,
-        message_id=mail.message_id[:255],
-        subject=mail.subject[:500],
-        from_address=(mail.sender_email or "")[:254],
-        raw_key=raw_key,
-        size=len(mail.raw),
-        html=mail.html,
-        full_text=mail.full_text[:MAX_FULL_TEXT],
-        auto_reasons=list(mail.auto_reasons),
-        parse_errors=[e[:300] for e in mail.errors[:20]],
-        source=mail.source,
-    )
+    return {
+        "workspace_id": inbox.workspace_id,
+        "inbox_id": inbox.id,
+        "ticket_id": None,
+        "event_id": None,
+        "direction": MailDirection.inbound,
+        "message_id": mail.message_id[:255],
+        "subject": mail.subject[:500],
+        "from_address": (mail.sender_email or "")[:254],
+        "raw_key": raw_key,
+        "size": len(mail.raw),
+        "html": mail.html,
+        "full_text": mail.full_text[:MAX_FULL_TEXT],
+        "auto_reasons": list(mail.auto_reasons),
+        "parse_errors": [e[:300] for e in mail.errors[:20]],
+        "source": mail.source,
+        "created_at": utcnow(),
+    }
+
+
+# Built once: on the ingest path, building a statement costs more than running it.
+_LINK_MAIL = (
+    update(MailMessage)
+    .where(col(MailMessage.id) == bindparam("row_id"))
+    .values(ticket_id=bindparam("ticket"), event_id=bindparam("event"))
+    .execution_options(synchronize_session=False)
+)
+_LINK_FILE = (
+    update(Attachment)
+    .where(col(Attachment.id) == bindparam("row_id"))
+    .values(ticket_id=bindparam("ticket"), event_id=bindparam("event"))
+    .execution_options(synchronize_session=False)
+)
+
+
+@dataclass
+class PendingLinks:
+    """Which ticket and event each stored mail and file belongs to, written at the end.
+
+    A mail's row is inserted before its event (the event's payload names the row),
+    so the link is an UPDATE; collected over a batch it is one executemany UPDATE
+    per table instead of one statement per mail."""
+
+    mails: list[dict[str, Any]] = field(default_factory=list)
+    files: list[dict[str, Any]] = field(default_factory=list)
+
+    async def write(self, session: AsyncSession) -> None:
+        # On the connection: through the session, a list of parameters would make
+        # this an ORM bulk UPDATE, which wants primary keys by attribute name.
+        connection = await session.connection()
+        for statement, params in ((_LINK_MAIL, self.mails), (_LINK_FILE, self.files)):
+            if params:
+                await connection.execute(statement, params)
+        self.mails, self.files = [], []
 
 
 async def _handle_bounce(
-    uow: UnitOfWork, inbox: Inbox, mail: IncomingMail, row: MailMessage
+    uow: UnitOfWork, inbox: Inbox, mail: IncomingMail, mail_id: int, links: PendingLinks
 ) -> IngestResult:
     outbound = (
         await email_outbox.find_outbound_by_message_id(
@@ -215,13 +245,10 @@ async def _handle_bounce(
         if mail.bounce_of
         else None
     )
-    uow.session.add(row)
     if outbound is None:
-        await uow.session.flush()
-        return IngestResult(IngestStatus.stored, mail_id=row.id, notes=["bounce of unknown mail"])
+        return IngestResult(IngestStatus.stored, mail_id=mail_id, notes=["bounce of unknown mail"])
     info = mail.bounce or {}
-    row.ticket_id = outbound.ticket_id
-    await uow.session.flush()
+    links.mails.append({"row_id": mail_id, "ticket": outbound.ticket_id, "event": None})
     await email_outbox.mark_bounced(
         uow,
         outbound,
@@ -229,12 +256,13 @@ async def _handle_bounce(
         diagnostic=str(info.get("diagnostic", "")),
         recipients=[str(r) for r in info.get("recipients", [])],
     )
-    return IngestResult(IngestStatus.bounce, mail_id=row.id, ticket_id=outbound.ticket_id)
+    return IngestResult(IngestStatus.bounce, mail_id=mail_id, ticket_id=outbound.ticket_id)
 
 
-async def _store_files(
-    uow: UnitOfWork, ticket: Ticket, mail: IncomingMail, data_dir: Path, max_bytes: int
+def _file_rows(
+    workspace_id: int, mail: IncomingMail, data_dir: Path, max_bytes: int
 ) -> tuple[list[Attachment], list[str]]:
+    """Attachment rows for the mail's files (ticket and event are set once they exist)."""
     stored: list[Attachment] = []
     skipped: list[str] = []
     for item in mail.attachments:
@@ -244,23 +272,43 @@ async def _store_files(
         if len(item.data) > max_bytes:
             skipped.append(f"{item.filename}: larger than {max_bytes} bytes")
             continue
-        key, sha = write_blob(data_dir, ticket.workspace_id, item.data)
-        attachment = Attachment(
-            workspace_id=ticket.workspace_id,
-            ticket_id=ticket.id,
-            filename=safe_filename(item.filename),
-            content_type=item.content_type[:255],
-            size=len(item.data),
-            sha256=sha,
-            storage_key=key,
-            content_id=item.content_id,
-            inline=item.inline,
+        key, sha = write_blob(data_dir, workspace_id, item.data)
+        stored.append(
+            Attachment(
+                workspace_id=workspace_id,
+                filename=safe_filename(item.filename),
+                content_type=item.content_type[:255],
+                size=len(item.data),
+                sha256=sha,
+                storage_key=key,
+                content_id=item.content_id,
+                inline=item.inline,
+            )
         )
-        uow.session.add(attachment)
-        stored.append(attachment)
-    if stored:
-        await uow.session.flush()
     return stored, skipped
+
+
+async def _sender_contact(
+    uow: UnitOfWork, workspace_id: int, mail: IncomingMail, known: MailLookups
+) -> Contact | None:
+    if not mail.sender_email:
+        return None
+    name = mail.sender_name[:200]
+    contact = known.contact(mail.sender_email)
+    if contact is not None:
+        if name and not contact.name:  # as `do_resolve_contact` does
+            contact.name = name.strip()
+            uow.session.add(contact)
+        return contact
+    # A sender the batch does not know yet: look up once more (cheap), or create.
+    try:
+        contact, _ = await do_resolve_contact(
+            uow, workspace_id, IdentityIn(IdentityKind.email, mail.sender_email), name=name
+        )
+    except Invalid:
+        contact = None  # an unusable From; the mail is still kept and shown
+    known.remember_contact(mail.sender_email, contact)
+    return contact
 
 
 def _participants(ticket: Ticket, inbox: Inbox, mail: IncomingMail) -> list[str]:
@@ -290,33 +338,27 @@ async def do_ingest_email(
     inbox: Inbox,
     mail: IncomingMail,
     *,
+    mail_id: int,
     ticket_id: int | None,
     threaded_by: str,
     data_dir: Path,
     max_attachment_bytes: int,
+    known: MailLookups,
+    links: PendingLinks,
 ) -> IngestResult:
-    """Store one inbound mail. The caller commits; nothing is published before that."""
+    """Put one stored inbound mail (row `mail_id`, see `email_batch`) on a ticket.
+
+    The caller writes `links` and commits; nothing is published before that.
+    `known` is kept current, so later mails of the same batch see this one."""
     assert inbox.id is not None
-    if await find_mail(uow.session, inbox.id, mail.message_id[:255]) is not None:
-        return IngestResult(IngestStatus.duplicate)
-    raw_key, _ = write_blob(data_dir, inbox.workspace_id, mail.raw)
-    row = _mail_row(inbox, mail, raw_key)
     if mail.bounce is not None:
-        return await _handle_bounce(uow, inbox, mail, row)
+        result = await _handle_bounce(uow, inbox, mail, mail_id, links)
+        known.remember_mail(inbox.id, mail.message_id[:255], result.ticket_id)
+        return result
 
     ws = inbox.workspace_id
     system = Actor.system(ws, name=inbox.name or "Email")
-    contact: Contact | None = None
-    if mail.sender_email:
-        try:
-            contact, _ = await do_resolve_contact(
-                uow,
-                ws,
-                IdentityIn(IdentityKind.email, mail.sender_email),
-                name=mail.sender_name[:200],
-            )
-        except Invalid:
-            contact = None  # an unusable From; the mail is still kept and shown
+    contact = await _sender_contact(uow, ws, mail, known)
     author = (
         Actor.contact(ws, contact.id, contact.name or contact.email or "")
         if contact is not None and contact.id is not None
@@ -327,28 +369,15 @@ async def do_ingest_email(
     linked_from: int | None = None
     if ticket is not None and _too_old_to_reopen(ticket, inbox):
         linked_from, ticket = ticket.id, None
-    created = ticket is None
-    if ticket is None:
-        ticket, _ = await do_create_ticket(
-            uow,
-            system,
-            subject=mail.subject or "(no subject)",
-            contact_id=contact.id if contact else None,
-            channel=Channel.email,
-            inbox_id=inbox.id,
-            team_id=inbox.team_id,
-        )
-    assert ticket.id is not None
-    ticket.participants = _participants(ticket, inbox, mail)
-    uow.session.add(ticket)
 
-    files, skipped = await _store_files(uow, ticket, mail, data_dir, max_attachment_bytes)
-    uow.session.add(row)
-    row.ticket_id = ticket.id
-    await uow.session.flush()
+    # Stored before the event, whose payload names them; linked to it at the end.
+    files, skipped = _file_rows(ws, mail, data_dir, max_attachment_bytes)
+    if files:
+        uow.session.add_all(files)
+        await uow.session.flush()
     body = mail.new_text or mail.full_text or ("(no text)" if not files else "")
     payload: dict[str, Any] = {
-        "mail_id": row.id,
+        "mail_id": mail_id,
         "message_id": mail.message_id,
         "subject": mail.subject,
         "from": {"email": mail.sender_email, "name": mail.sender_name},
@@ -366,30 +395,59 @@ async def do_ingest_email(
     }
     if linked_from is not None:
         payload["linked_ticket_id"] = linked_from
-    event, _ = await do_customer_message(
-        uow,
-        ticket,
-        author,
-        body=body[:MAX_BODY_CHARS],
-        kind=EventKind.email_in,
-        payload=payload,
-    )
-    row.event_id = event.id
+    created = ticket is None
+    if ticket is None:
+        # With its first message: the ticket is inserted with that event's seq
+        # already counted, which saves the counter UPDATE.
+        ticket, first = await do_create_ticket(
+            uow,
+            system,
+            subject=mail.subject or "(no subject)",
+            contact_id=contact.id if contact else None,
+            channel=Channel.email,
+            inbox_id=inbox.id,
+            team_id=inbox.team_id,
+            message=body[:MAX_BODY_CHARS],
+            message_kind=EventKind.email_in,
+            message_actor=author,
+            message_payload=payload,
+            number=await known.numbers.take(uow.session),
+        )
+        assert first is not None
+        event = first
+    else:
+        event, _ = await do_customer_message(
+            uow,
+            ticket,
+            author,
+            body=body[:MAX_BODY_CHARS],
+            kind=EventKind.email_in,
+            payload=payload,
+        )
+    assert ticket.id is not None
+    participants = _participants(ticket, inbox, mail)
+    if participants != ticket.participants:
+        ticket.participants = participants
+        uow.session.add(ticket)
+    links.mails.append({"row_id": mail_id, "ticket": ticket.id, "event": event.id})
     for attachment in files:
-        attachment.event_id = event.id
-        uow.session.add(attachment)
-    uow.session.add(row)
+        links.files.append({"row_id": attachment.id, "ticket": ticket.id, "event": event.id})
+        # What the UPDATE will write; the session must not write it a second time.
+        set_committed_value(attachment, "ticket_id", ticket.id)
+        set_committed_value(attachment, "event_id", event.id)
 
     result = IngestResult(
         IngestStatus.created if created else IngestStatus.appended,
-        mail_id=row.id,
+        mail_id=mail_id,
         ticket_id=ticket.id,
         event_id=event.id,
     )
     if created and contact is not None and contact.email:
         ack = await _maybe_auto_ack(uow, inbox, ticket, mail, contact.email)
         result.auto_ack_id = ack.id if ack else None
-    await uow.session.flush()
+    known.remember_mail(inbox.id, mail.message_id[:255], ticket.id)
+    if created:
+        known.remember_ticket(ticket)
     return result
 
 

@@ -140,6 +140,40 @@ async def _next_number(session: AsyncSession, workspace_id: int) -> int:
     return int((await session.exec(_NEXT_NUMBER, params=params)).scalar_one())
 
 
+_TAKE_NUMBERS = (
+    update(Workspace)
+    .where(col(Workspace.id) == bindparam("workspace_id"))
+    .values(ticket_counter=col(Workspace.ticket_counter) + bindparam("count"))
+    .returning(col(Workspace.ticket_counter))
+    .execution_options(synchronize_session=False)
+)
+_RETURN_NUMBERS = (
+    update(Workspace)
+    .where(
+        col(Workspace.id) == bindparam("workspace_id"),
+        col(Workspace.ticket_counter) == bindparam("top"),
+    )
+    .values(ticket_counter=bindparam("last"))
+    .execution_options(synchronize_session=False)
+)
+
+
+async def take_numbers(session: AsyncSession, workspace_id: int, count: int) -> range:
+    """Reserve `count` ticket numbers at once, for tickets this transaction creates
+    (`do_create_ticket(number=...)`); hand the unused ones back with `return_numbers`."""
+    params = {"workspace_id": workspace_id, "count": count}
+    top = int((await session.exec(_TAKE_NUMBERS, params=params)).scalar_one())
+    return range(top - count + 1, top + 1)
+
+
+async def return_numbers(session: AsyncSession, workspace_id: int, unused: range) -> None:
+    """Give back the unused tail of `take_numbers`, so numbers stay gap-free; only if
+    nobody took a number after it (this transaction holds the counter, so only itself)."""
+    if unused:
+        params = {"workspace_id": workspace_id, "top": unused[-1], "last": unused[0] - 1}
+        await session.exec(_RETURN_NUMBERS, params=params)
+
+
 async def _check_refs(
     session: AsyncSession,
     workspace_id: int,
@@ -181,8 +215,11 @@ async def do_create_ticket(
     message_actor: Actor | None = None,
     message_payload: dict[str, Any] | None = None,
     client_id: str | None = None,
+    number: int | None = None,
 ) -> tuple[Ticket, TicketEvent | None]:
-    """Open a ticket, optionally with its first message (authored by the contact)."""
+    """Open a ticket, optionally with its first message (authored by the contact).
+
+    `number`: one this transaction reserved with `take_numbers`; else the next one."""
     ws = actor.workspace_id
     # Callers dedupe first; reaching here with a known id would attach another
     # ticket's message to a new ticket.
@@ -204,7 +241,7 @@ async def do_create_ticket(
     reserve = message is not None and client_id is None
     ticket = Ticket(
         workspace_id=ws,
-        number=await _next_number(uow.session, ws),
+        number=number if number is not None else await _next_number(uow.session, ws),
         subject=check_subject(subject),
         status=TicketStatus.new if assignee_id is None else TicketStatus.open,
         priority=priority,

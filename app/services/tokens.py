@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-import time
 import weakref
-from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
+from typing import Any
 
 from sqlalchemy import update
 from sqlmodel import col, select
@@ -22,6 +21,7 @@ from app.models.base import utcnow
 from app.services import audit
 from app.services.actors import Actor
 from app.services.errors import Invalid, NotFound
+from app.services.expiring import ExpiringCache
 
 TOKEN_PREFIX = "hd_"
 # How long another process's revocation may take to reach this one (see TokenCache).
@@ -37,7 +37,7 @@ class _Known:
     expires: float
 
 
-class TokenCache:
+class TokenCache(ExpiringCache[_Known]):
     """Tokens this process authenticated recently, by digest: saves a SELECT per request.
 
     Only valid, unrevoked tokens are kept, for at most `ttl` seconds. A revocation
@@ -46,34 +46,12 @@ class TokenCache:
     effect here within `ttl` seconds, when the entry is looked up again.
     """
 
-    def __init__(
-        self,
-        ttl: float = TOKEN_CACHE_TTL_SECONDS,
-        *,
-        max_entries: int = 10_000,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.ttl = ttl
-        self.max_entries = max_entries
-        self.clock = clock
-        self._known: OrderedDict[str, _Known] = OrderedDict()
+    def __init__(self, ttl: float = TOKEN_CACHE_TTL_SECONDS, **kwargs: Any) -> None:
+        super().__init__(ttl, **kwargs)
         _caches.add(self)
 
-    def get(self, key: str) -> _Known | None:
-        known = self._known.get(key)
-        if known is not None and known.expires <= self.clock():
-            del self._known[key]
-            return None
-        return known
-
     def put(self, key: str, known: _Known) -> None:
-        self._known[key] = known
-        self._known.move_to_end(key)
-        while len(self._known) > self.max_entries:
-            self._known.popitem(last=False)
-
-    def discard(self, key: str) -> None:
-        self._known.pop(key, None)
+        self.store(key, known)
 
 
 _caches: weakref.WeakSet[TokenCache] = weakref.WeakSet()

@@ -15,6 +15,7 @@ from app.models import Agent, AgentTeam, Inbox, InboxKind, Role, Team, Workspace
 from app.services import audit
 from app.services.actors import Actor
 from app.services.errors import Conflict, Invalid, NotFound
+from app.services.inbox_addresses import forget_inbox_addresses
 from app.services.passwords import hash_password
 
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
@@ -288,6 +289,7 @@ async def do_create_inbox(
     uow.session.add(inbox)
     await uow.session.flush()
     audit.record(uow, actor, "inbox.create", "inbox", inbox.id, {"kind": kind, "name": name})
+    uow.after_commit.append(forget_inbox_addresses)
     return inbox
 
 
@@ -310,6 +312,7 @@ async def do_update_inbox(uow: UnitOfWork, actor: Actor, inbox_id: int, **change
         setattr(inbox, key, value)
     uow.session.add(inbox)
     audit.record(uow, actor, "inbox.update", "inbox", inbox.id, {"fields": sorted(changes)})
+    uow.after_commit.append(forget_inbox_addresses)
     return inbox
 
 
@@ -318,6 +321,7 @@ async def do_delete_inbox(uow: UnitOfWork, actor: Actor, inbox_id: int) -> None:
     inbox = await get_inbox(uow.session, actor.workspace_id, inbox_id)
     await uow.session.delete(inbox)
     audit.record(uow, actor, "inbox.delete", "inbox", inbox_id, {})
+    uow.after_commit.append(forget_inbox_addresses)
 
 
 async def agent_ids_by_team(session: AsyncSession, workspace_id: int) -> dict[int, list[int]]:

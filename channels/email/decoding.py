@@ -36,6 +36,8 @@ _CHARSET_ALIASES = {
 }
 
 _NUL = re.compile("\x00")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_ESCAPED_BYTE = re.compile("[\udc80-\udcff]")
 
 
 def lookup_charset(name: str | None) -> str | None:
@@ -79,12 +81,13 @@ def decode_bytes(data: bytes, charset: str | None) -> str:
 
 def clean_text(value: str) -> str:
     """Repair lone surrogates (raw 8-bit bytes smuggled through surrogateescape)."""
-    if any("\udc80" <= ch <= "\udcff" for ch in value):
-        raw = value.encode("utf-8", errors="surrogateescape")
-        value = raw.decode("utf-8", errors="helpdesk-cp1252")
-    # Any remaining surrogates (outside the escape range) cannot be stored as UTF-8.
-    value = value.encode("utf-8", errors="replace").decode("utf-8")
-    return _NUL.sub("", value)
+    if _SURROGATE.search(value) is not None:  # rare: skip two copies of every text
+        if _ESCAPED_BYTE.search(value) is not None:
+            raw = value.encode("utf-8", errors="surrogateescape")
+            value = raw.decode("utf-8", errors="helpdesk-cp1252")
+        # Any remaining surrogates (outside the escape range) cannot be stored as UTF-8.
+        value = value.encode("utf-8", errors="replace").decode("utf-8")
+    return _NUL.sub("", value) if "\x00" in value else value
 
 
 def decode_header_value(raw: str) -> str:

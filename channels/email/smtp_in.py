@@ -27,6 +27,7 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from app.context import AppContext
 from app.services.email_ingest import inbox_for_address
+from app.services.inbox_addresses import InboxAddressCache, address_key
 from channels.email.ingest import ingest_raw
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,22 @@ MAX_RECIPIENTS = 100
 class _Handler:
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
+        self.inboxes = InboxAddressCache()
+
+    async def _inbox_id(self, address: str) -> int | None:
+        key = address_key(address)
+        if key is None:
+            return None
+        known = self.inboxes.get(key)
+        if known is not None:
+            return known.inbox_id
+        generation = self.inboxes.generation()
+        # A lookup: no SQLite write lock, so RCPT never queues behind ingests.
+        async with self.ctx.read_sessions() as db:
+            inbox = await inbox_for_address(db, address)
+        inbox_id = inbox.id if inbox is not None else None
+        self.inboxes.put(key, inbox_id, generation)
+        return inbox_id
 
     async def handle_RCPT(
         self,
@@ -49,17 +66,15 @@ class _Handler:
         if len(envelope.rcpt_tos) >= MAX_RECIPIENTS:
             return "452 4.5.3 Too many recipients"
         try:
-            # A lookup: no SQLite write lock, so RCPT never queues behind ingests.
-            async with self.ctx.read_sessions() as db:
-                inbox = await inbox_for_address(db, address)
+            inbox_id = await self._inbox_id(address)
         except Exception:
             log.exception("recipient lookup failed")
             return "451 4.3.0 Temporary lookup failure, try again later"
-        if inbox is None or inbox.id is None:
+        if inbox_id is None:
             return f"550 5.1.1 <{address}>: no such mailbox here"
         envelope.rcpt_tos.append(address)
         inbox_ids: list[int] = getattr(envelope, "inbox_ids", [])
-        inbox_ids.append(inbox.id)
+        inbox_ids.append(inbox_id)
         envelope.inbox_ids = inbox_ids  # type: ignore[attr-defined]
         return "250 2.1.5 OK"
 

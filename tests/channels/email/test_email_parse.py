@@ -113,6 +113,7 @@ def test_header_oddities() -> None:
     mail = load("encoded_8bit_headers.eml")
     assert "caf\u00e9" in mail.subject and "TEST" in mail.subject
     assert mail.sender is not None and mail.sender.email == "jose@example.es"
+    assert mail.sender.name == "Jos\u00e9"  # an encoded word glued to plain text
     raw8 = load("raw_8bit_headers_crlf.eml")
     assert raw8.subject.startswith("Gr\u00fc\u00dfe aus K")  # raw UTF-8 bytes in a header
     raw8.subject.encode("utf-8")

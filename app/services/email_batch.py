@@ -1,0 +1,169 @@
+"""Store a batch of inbound mails in one transaction with few statements.
+
+The channel's group commit (`channels.email.ingest`) hands over every mail that
+queued while the previous transaction ran. Per batch, not per mail: the lookups
+(`email_lookups`, at most three queries), one multi-row INSERT of the mail rows, one
+UPDATE per table linking rows to their tickets and events, and the ticket numbers
+taken from the counter at once (unused ones given back). What stays per mail is the
+ticket and its event
+(`email_ingest.do_ingest_email`).
+
+Use: `open` (dedupe, raw sources, rows), then for each item in order
+`thread_facts`, decide, `store`; then `finish`, then commit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import insert
+from sqlmodel import col
+
+from app.events import UnitOfWork
+from app.models import Inbox, MailMessage
+from app.services.attachments import write_blob
+from app.services.email_ingest import (
+    IncomingMail,
+    IngestResult,
+    IngestStatus,
+    PendingLinks,
+    ThreadFacts,
+    do_ingest_email,
+    lookup_thread,
+    mail_values,
+)
+from app.services.email_lookups import MailKeys, MailLookups
+
+
+@dataclass(frozen=True)
+class BatchItem:
+    """One mail for one inbox, with the threading keys the channel extracted."""
+
+    inbox: Inbox
+    mail: IncomingMail
+    thread_ids: Sequence[str] = ()
+    token_ticket_id: int | None = None
+    subject_number: int | None = None
+
+    @property
+    def message_id(self) -> str:
+        return self.mail.message_id[:255]
+
+
+_INSERT_MAILS = insert(MailMessage).returning(
+    col(MailMessage.id), col(MailMessage.inbox_id), col(MailMessage.message_id)
+)
+
+
+class IngestBatch:
+    def __init__(
+        self,
+        uow: UnitOfWork,
+        items: Sequence[BatchItem],
+        known: dict[int, MailLookups],
+        *,
+        data_dir: Path,
+        max_attachment_bytes: int,
+    ) -> None:
+        self.uow = uow
+        self.items = items
+        self.known = known
+        self.data_dir = data_dir
+        self.max_attachment_bytes = max_attachment_bytes
+        self.mail_ids: list[int | None] = [None] * len(items)  # None: a duplicate
+        self.links = PendingLinks()
+
+    @classmethod
+    async def open(
+        cls,
+        uow: UnitOfWork,
+        items: Sequence[BatchItem],
+        *,
+        data_dir: Path,
+        max_attachment_bytes: int,
+    ) -> IngestBatch:
+        """Look up what the items need and store every new mail's raw source and row."""
+        by_workspace: dict[int, list[MailKeys]] = {}
+        for item in items:
+            assert item.inbox.id is not None
+            by_workspace.setdefault(item.inbox.workspace_id, []).append(
+                MailKeys(
+                    inbox_id=item.inbox.id,
+                    message_id=item.message_id,
+                    thread_ids=item.thread_ids,
+                    token_ticket_id=item.token_ticket_id,
+                    subject_number=item.subject_number,
+                    sender_email=item.mail.sender_email,
+                )
+            )
+        session = uow.session
+        known = {ws: await MailLookups.load(session, ws, keys) for ws, keys in by_workspace.items()}
+        batch = cls(uow, items, known, data_dir=data_dir, max_attachment_bytes=max_attachment_bytes)
+        rows: dict[tuple[int, str], int] = {}
+        for index, item in enumerate(items):
+            assert item.inbox.id is not None
+            key = (item.inbox.id, item.message_id)
+            if known[item.inbox.workspace_id].is_stored(*key) or key in rows:
+                continue  # stored before, or earlier in this batch: a duplicate
+            rows[key] = index
+        if rows:
+            values = []
+            for index in rows.values():
+                item = items[index]
+                raw_key, _ = write_blob(data_dir, item.inbox.workspace_id, item.mail.raw)
+                values.append(mail_values(item.inbox, item.mail, raw_key))
+            # One multi-row INSERT (executemany on the connection: through the session
+            # it would be an ORM bulk insert). RETURNING order is not guaranteed, but
+            # (inbox, Message-ID) is unique.
+            connection = await session.connection()
+            result = await connection.execute(_INSERT_MAILS, values)
+            for row_id, inbox_id, message_id in result.all():
+                batch.mail_ids[rows[(inbox_id, message_id)]] = row_id
+        return batch
+
+    async def thread_facts(self, index: int) -> ThreadFacts:
+        item = self.items[index]
+        return await lookup_thread(
+            self.uow.session,
+            item.inbox.workspace_id,
+            token_ticket_id=item.token_ticket_id,
+            thread_ids=item.thread_ids,
+            subject_number=item.subject_number,
+            known=self.known[item.inbox.workspace_id],
+        )
+
+    async def store(self, index: int, *, ticket_id: int | None, threaded_by: str) -> IngestResult:
+        item = self.items[index]
+        mail_id = self.mail_ids[index]
+        if mail_id is None:
+            return IngestResult(IngestStatus.duplicate)
+        known = self.known[item.inbox.workspace_id]
+        # Tickets this and the later mails of the workspace may open, at most.
+        known.numbers.wanted = sum(
+            1
+            for later, other in enumerate(self.items[index:], start=index)
+            if other.inbox.workspace_id == item.inbox.workspace_id
+            and self.mail_ids[later] is not None
+            and other.mail.bounce is None
+        )
+        return await do_ingest_email(
+            self.uow,
+            item.inbox,
+            item.mail,
+            mail_id=mail_id,
+            ticket_id=ticket_id,
+            threaded_by=threaded_by,
+            data_dir=self.data_dir,
+            max_attachment_bytes=self.max_attachment_bytes,
+            known=known,
+            links=self.links,
+        )
+
+    async def finish(self) -> None:
+        """Link every stored row to its ticket and event, give back unused ticket
+        numbers; then the caller commits."""
+        await self.links.write(self.uow.session)
+        for known in self.known.values():
+            await known.numbers.give_back(self.uow.session)
