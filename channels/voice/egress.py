@@ -110,6 +110,10 @@ class RtpWriter:
             self._pair = pair
             self._udp = pair.protocol.transport
             self._addr = pair.remote_addr
+        if self._udp is None:  # the pair's socket is gone: the leg is ending
+            self.dropped += 1
+            self._pair = None
+            return
         timestamp = (self._origin + pts) & 0xFFFFFFFF
         header = _HEADER.pack(
             self._first_byte, self._second_byte, self._seq, timestamp, self._sender._ssrc
