@@ -34,6 +34,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 sys.path.insert(0, str(ROOT))
 
+from bench.measure import percentile_ms  # noqa: E402
+
 ORIGIN = "http://bench.example"
 UNLIMITED = "1000000"
 
@@ -254,10 +256,8 @@ async def send(pair: Pair, pair_id: str) -> None:
 
 
 def summary(load: Load, seconds: float) -> dict[str, Any]:
-    lat = sorted(load.latencies)
-
-    def pct(p: float) -> float | None:
-        return round(lat[min(len(lat) - 1, int(p * len(lat)))] * 1000, 2) if lat else None
+    def pct(q: float) -> float | None:
+        return percentile_ms(load.latencies, q)
 
     return {
         "messages_per_s": round(load.received / seconds, 1),

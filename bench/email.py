@@ -50,7 +50,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-CLK_TCK = os.sysconf("SC_CLK_TCK")
+from bench.measure import percentile_ms, pin_load_generator, proc_cpu_seconds
+
 ADDRESS = "support@demo.localhost"
 WARMUP_SECONDS = 2.0
 
@@ -188,8 +189,7 @@ class Server:
                 time.sleep(0.05)
 
     def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLK_TCK
+        return proc_cpu_seconds(self.proc.pid)
 
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGINT)
@@ -238,11 +238,7 @@ async def measure(server: Server, seconds: float, sessions: int, attachment_ever
     state["stop"] = True
     await asyncio.gather(*tasks, return_exceptions=True)
 
-    def pct(values: list[float], p: float) -> float:
-        if not values:
-            return 0.0
-        ordered = sorted(values)
-        return round(ordered[min(len(ordered) - 1, int(p * len(ordered)))] * 1000, 2)
+    pct = percentile_ms
 
     count = len(latencies)
     every = [lat for lat, _ in latencies]
@@ -312,9 +308,7 @@ def main() -> None:
         serve_sink(args.sink_serve)
         return
 
-    cpus = sorted(os.sched_getaffinity(0))
-    server_cpu, load_cpu = (cpus[0], cpus[-1]) if len(cpus) > 1 else (cpus[0], cpus[0])
-    os.sched_setaffinity(0, {load_cpu})
+    server_cpu, load_cpu = pin_load_generator()
 
     from app.migrate import upgrade
 

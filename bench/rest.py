@@ -38,7 +38,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 sys.path.insert(0, str(ROOT))
 
-CLK_TCK = os.sysconf("SC_CLK_TCK")
+from bench.measure import percentile_ms, pin_load_generator, proc_cpu_seconds  # noqa: E402
+
 OPS = ("create", "list", "append")
 
 
@@ -256,9 +257,7 @@ class Server:
                 time.sleep(0.05)
 
     def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        # utime and stime (fields 14 and 15; index 11 and 12 after the comm field).
-        return (int(fields[11]) + int(fields[12])) / CLK_TCK
+        return proc_cpu_seconds(self.proc.pid)
 
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGINT)
@@ -361,10 +360,9 @@ async def run_op(
     await asyncio.gather(*(worker(i, c) for i, c in enumerate(conns)))
     wall = time.perf_counter() - start
     await asyncio.gather(*(c.close() for c in conns))
-    latencies.sort()
 
-    def pct(p: float) -> float:
-        return round(latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000, 2)
+    def pct(q: float) -> float | None:
+        return percentile_ms(latencies, q)
 
     return {
         "requests": counter,
@@ -408,9 +406,7 @@ def main() -> None:
         serve_bare(args.bare_serve)
         return
 
-    cpus = sorted(os.sched_getaffinity(0))
-    server_cpu, load_cpu = (cpus[0], cpus[-1]) if len(cpus) > 1 else (cpus[0], cpus[0])
-    os.sched_setaffinity(0, {load_cpu})
+    server_cpu, load_cpu = pin_load_generator()
 
     from app.migrate import upgrade
 

@@ -48,6 +48,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription  #
 from aiortc.contrib.media import MediaRelay  # noqa: E402
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack  # noqa: E402
 
+from bench.measure import proc_cpu_seconds  # noqa: E402
 from channels.voice.codec import OPUS, SAMPLE_RATE, encode_loop  # noqa: E402
 from channels.voice.egress import RtpWriter, install_writer  # noqa: E402
 from channels.voice.hold import tone  # noqa: E402
@@ -289,11 +290,6 @@ def runqueue_wait_seconds(pid: int | str) -> float:
         with contextlib.suppress(OSError):
             total += int((task / "schedstat").read_text().split()[1])
     return total / 1e9
-
-
-def proc_cpu_seconds(pid: int | str) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def one_way_latencies(sender: ClientLeg, receiver: ClientLeg) -> list[float]:
