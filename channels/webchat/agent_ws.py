@@ -20,8 +20,8 @@ from app.services.routing import OPEN_CHAT_STATUSES
 from app.services.tickets import can_see, do_note, do_reply, get_ticket
 from app.web.origin import allowed_origins
 from app.web.sessions import session_actor
-from channels.base import ClientSession, close_session, frame_handler, open_session
-from channels.webchat.connection import Closed, Connection
+from channels.base import ClientSession, frame_handler, open_session
+from channels.webchat.connection import Connection
 from channels.webchat.hub import WebchatHub
 from channels.webchat.protocol import (
     CLOSE_POLICY,
@@ -79,7 +79,6 @@ class AgentConnection(Connection):
         self.assigned: set[int] = set()
         self.pending_cursors: dict[int, int] = {}
         self.ticket_info: dict[int, tuple[int | None, int | None]] = {}
-        self.frame_session: ClientSession | None = None  # for call.* frames (channels/base)
 
     async def run(self) -> None:
         actor, reason = await authenticate(self.ws, self.ctx.settings.public_url, self.hub.session)
@@ -87,28 +86,23 @@ class AgentConnection(Connection):
             await self.refuse(CLOSE_POLICY, reason)
             return
         self.actor = actor
-        await self.ws.accept()
-        try:
-            await self._session()
-        except Closed:
-            pass
-        finally:
-            await self.stop_pump()
-            await close_session(self.ctx, self.frame_session)
-            if self.present:
-                try:
-                    async with self.hub.uow() as uow:
-                        await presence.do_disconnect(uow, self.conn_id, self.hub.ttl)
-                        await uow.commit()
-                except Exception:
-                    log.exception("presence disconnect failed")
-                self.hub.kick()
+        await self.serve()
+
+    async def after_close(self) -> None:
+        if self.present:
+            try:
+                async with self.hub.uow() as uow:
+                    await presence.do_disconnect(uow, self.conn_id, self.hub.ttl)
+                    await uow.commit()
+            except Exception:
+                log.exception("presence disconnect failed")
+            self.hub.kick()
 
     @property
     def agent_id(self) -> int | None:
         return self.actor.agent_id if self.actor else None
 
-    async def _session(self) -> None:
+    async def session(self) -> None:
         assert self.actor is not None
         data = await self.receive_hello()
         if not data or data.get("type") != "hello":

@@ -22,6 +22,7 @@ from app.models import Ticket, TicketEvent
 from app.services.chat import replay_events
 from app.services.timeline import event_public
 from app.tasks import cancel_and_wait
+from channels.base import ClientSession, close_session
 from channels.webchat.cursors import Cursors
 from channels.webchat.protocol import (
     CLOSE_TRY_AGAIN,
@@ -59,6 +60,28 @@ class Connection:
         # Replay and live delivery of one connection never interleave.
         self.deliver_lock = asyncio.Lock()
         self._pump: asyncio.Task[None] | None = None
+        self.frame_session: ClientSession | None = None  # for call.* frames (channels/base)
+
+    # -- lifetime -----------------------------------------------------------------
+
+    async def serve(self) -> None:
+        """Accept, run the session until the peer goes, then release what it held."""
+        await self.ws.accept()
+        try:
+            await self.session()
+        except Closed:
+            pass
+        finally:
+            await self.stop_pump()
+            await close_session(self.ctx, self.frame_session)
+            await self.after_close()
+
+    async def session(self) -> None:
+        raise NotImplementedError
+
+    async def after_close(self) -> None:
+        """Subclass hook: cleanup beyond the pump and the frame handlers."""
+        return None
 
     # -- output -------------------------------------------------------------------
 

@@ -16,8 +16,8 @@ from app.services.chat import ChatVisitor, MessageResult
 from app.services.errors import ServiceError
 from app.services.origins import origin_allowed
 from app.services.visitors import IdentityError
-from channels.base import ClientSession, close_session, frame_handler, open_session
-from channels.webchat.connection import Closed, Connection
+from channels.base import ClientSession, frame_handler, open_session
+from channels.webchat.connection import Connection
 from channels.webchat.cursors import Cursors
 from channels.webchat.hub import WebchatHub
 from channels.webchat.protocol import (
@@ -57,7 +57,6 @@ class WidgetConnection(Connection):
         self.ignored: set[int] = set()
         self.last_state: tuple[Any, ...] | None = None
         self.name = "Visitor"
-        self.frame_session: ClientSession | None = None  # for call.* frames (channels/base)
 
     async def run(self) -> None:
         inbox = await self.hub.inbox(self.ws.query_params.get("inbox"))
@@ -68,16 +67,9 @@ class WidgetConnection(Connection):
             await self.refuse(CLOSE_POLICY, "origin not allowed")
             return
         self.inbox = inbox
-        await self.ws.accept()
-        try:
-            await self._session()
-        except Closed:
-            pass
-        finally:
-            await self.stop_pump()
-            await close_session(self.ctx, self.frame_session)
+        await self.serve()
 
-    async def _session(self) -> None:
+    async def session(self) -> None:
         assert self.inbox is not None and self.inbox.id is not None
         data = await self.receive_hello()
         try:
