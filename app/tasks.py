@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -39,3 +41,21 @@ def raise_if_cancelling() -> None:
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         raise asyncio.CancelledError
+
+
+async def run_when_kicked(
+    kick: asyncio.Event, interval: float, tick: Callable[[], Awaitable[object]], what: str
+) -> None:
+    """Run `tick` every `interval` seconds, and at once when `kick` is set; a failing
+    pass is logged and the loop goes on (the routing and ACD loops)."""
+    while True:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(interval):
+                await kick.wait()
+        kick.clear()
+        try:
+            await tick()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("%s failed", what)

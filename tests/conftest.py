@@ -10,7 +10,6 @@ import asyncio
 import os
 import shutil
 import socket
-import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -40,28 +39,6 @@ SHARED = REPO.parent / "shared"
 
 requires_pg = pytest.mark.skipif(not PG_URL, reason="HELPDESK_TEST_PG_URL is not set")
 requires_redis = pytest.mark.skipif(not REDIS_URL, reason="HELPDESK_TEST_REDIS_URL is not set")
-
-
-@pytest.fixture(autouse=True)
-async def _let_sqlite_threads_finish() -> AsyncIterator[None]:
-    """Keep the test's event loop open until aiosqlite's worker threads have exited.
-
-    A connection that failed to open (or was closed at teardown) still has a queued
-    "stop" whose result the worker thread posts back to the loop. If the loop has
-    already closed, the thread dies with "Event loop is closed", and pytest pins
-    that on whichever test runs next.
-    """
-    before = set(threading.enumerate())
-    yield
-    for _ in range(200):
-        pending = [
-            t
-            for t in threading.enumerate()
-            if t not in before and t.name.endswith("(_connection_worker_thread)")
-        ]
-        if not pending:
-            return
-        await asyncio.sleep(0.01)
 
 
 @pytest.fixture(scope="session")

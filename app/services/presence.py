@@ -130,6 +130,11 @@ async def do_heartbeat(uow: UnitOfWork, node: str) -> None:
     )
 
 
+async def do_drop_node(uow: UnitOfWork, node: str) -> None:
+    """A node shutting down cleanly takes its connections' rows with it."""
+    await uow.session.exec(delete(AgentPresence).where(col(AgentPresence.node) == node))
+
+
 async def do_sweep_stale(uow: UnitOfWork, ttl: float) -> list[int]:
     """Drop rows whose node stopped heartbeating; returns the agents affected."""
     cutoff = _fresh_after(ttl)

@@ -23,7 +23,7 @@ from app.models import ActorType, Agent, Call, CallState, Contact, Inbox, Role, 
 from app.services import acd, calls
 from app.services.actors import Actor
 from app.services.errors import Conflict, Forbidden
-from app.tasks import cancel_and_wait
+from app.tasks import cancel_and_wait, run_when_kicked
 from channels.voice import continuity
 from channels.voice.hold import HoldAudio
 from channels.voice.leg import MediaError
@@ -567,18 +567,9 @@ class CallController:
     # -- the ACD loop ---------------------------------------------------------------------
 
     async def _loop(self) -> None:
-        interval = self.settings.voice_acd_interval_seconds
-        while True:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(interval):
-                    await self._kick.wait()
-            self._kick.clear()
-            try:
-                await self.tick()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("voice ACD pass failed")
+        await run_when_kicked(
+            self._kick, self.settings.voice_acd_interval_seconds, self.tick, "voice ACD pass"
+        )
 
     async def tick(self) -> None:
         from channels.voice.callbacks import dial_callbacks

@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -23,14 +24,21 @@ from app.context import AppContext
 from app.events import UnitOfWork
 from app.models import Inbox
 from app.services import presence, routing
+from app.services.expiring import ExpiringCache
 from app.services.workspaces import get_inbox_by_public_key
-from app.tasks import cancel_and_wait
+from app.tasks import cancel_and_wait, run_when_kicked
 from channels.webchat.protocol import Limits
 from channels.webchat.ratelimit import BucketRegistry
 
 log = logging.getLogger(__name__)
 
 AVAILABILITY_CACHE_SECONDS = 1.0
+
+
+@dataclass
+class _Availability:
+    available: bool
+    expires: float
 
 
 class WebchatHub:
@@ -53,7 +61,7 @@ class WebchatHub:
         self._kick = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._last_heartbeat = 0.0
-        self._available: dict[tuple[int, int | None], tuple[float, bool]] = {}
+        self._available: ExpiringCache[_Availability] = ExpiringCache(AVAILABILITY_CACHE_SECONDS)
 
     async def start(self, ctx: AppContext) -> None:
         self._task = ctx.spawn(self._loop(), "webchat-routing")
@@ -63,15 +71,8 @@ class WebchatHub:
         self._task = None
         # Our presence rows go now rather than after the TTL: a clean shutdown is not a crash.
         with contextlib.suppress(Exception):
-            from sqlalchemy import delete
-            from sqlmodel import col
-
-            from app.models import AgentPresence
-
             async with self.ctx.uow() as uow:
-                await uow.session.exec(
-                    delete(AgentPresence).where(col(AgentPresence.node) == self.node)
-                )
+                await presence.do_drop_node(uow, self.node)
                 await uow.commit()
 
     @asynccontextmanager
@@ -103,16 +104,14 @@ class WebchatHub:
         """Whether the widget may show "agents available": read at most once a second
         per team, because every widget (re)connect asks. Presence changes on this node
         (`kick`) forget it at once; other nodes' within a second."""
-        key = (workspace_id, team_id)
-        now = time.monotonic()
+        key = f"{workspace_id}:{team_id}"
         hit = self._available.get(key)
-        if hit is not None and hit[0] > now:
-            return hit[1]
+        if hit is not None:
+            return hit.available
         async with self.session() as session:
             value = await presence.team_available(session, workspace_id, team_id, self.ttl)
-        if len(self._available) >= 10_000:
-            self._available.clear()
-        self._available[key] = (now + AVAILABILITY_CACHE_SECONDS, value)
+        cache = self._available
+        cache.store(key, _Availability(value, cache.clock() + cache.ttl))
         return value
 
     async def inbox(self, public_key: str | None) -> Inbox | None:
@@ -122,18 +121,9 @@ class WebchatHub:
             return await get_inbox_by_public_key(session, public_key)
 
     async def _loop(self) -> None:
-        interval = self.settings.chat_route_interval_seconds
-        while True:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(interval):
-                    await self._kick.wait()
-            self._kick.clear()
-            try:
-                await self.tick()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("webchat routing pass failed")
+        await run_when_kicked(
+            self._kick, self.settings.chat_route_interval_seconds, self.tick, "webchat routing pass"
+        )
 
     async def tick(self) -> list[tuple[int, int]]:
         """One pass: heartbeat, sweep, requeue, route. Returns the assignments made."""
