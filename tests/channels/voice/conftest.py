@@ -13,7 +13,7 @@ from call_clients import ORIGIN, Console, Widget, session_cookie
 from voice_peers import TonePeer, peak_hz
 
 from app.context import AppContext
-from app.models import Agent, Inbox, InboxKind
+from app.models import Agent, Inbox, InboxKind, Workspace
 from app.services import workspaces
 from app.services.actors import Actor
 from app.services.agent_auth import password_fingerprint
@@ -81,6 +81,15 @@ class CallKit:
         self.workspace, self.inbox = workspace, inbox
         self.clients: list[Widget | Console] = []
         self.peers: list[TonePeer] = []
+
+    async def enable_recording(self) -> None:
+        """Turn on the workspace's call recording (the widget then shows the notice)."""
+        async with self.ctx.uow() as uow:
+            ws = await uow.session.get(Workspace, self.workspace.id)
+            assert ws is not None
+            ws.settings = {**ws.settings, "recording": True}
+            uow.session.add(ws)
+            await uow.commit()
 
     async def cookie(self, role: str) -> str:
         agent_id = self.workspace.agent_ids[role]

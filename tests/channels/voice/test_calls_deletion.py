@@ -5,19 +5,14 @@ from __future__ import annotations
 import httpx
 from conftest import AGENT_HZ, CallKit
 
-from app.models import Attachment, Call, Workspace
+from app.models import Attachment, Call
 from tests.conftest import LiveServer
 
 
 async def test_a_recorded_call_is_deleted_with_its_ticket(
     kit: CallKit, live_server: LiveServer
 ) -> None:
-    async with kit.ctx.uow() as uow:
-        ws = await uow.session.get(Workspace, kit.workspace.id)
-        assert ws is not None
-        ws.settings = {**ws.settings, "recording": True}
-        uow.session.add(ws)
-        await uow.commit()
+    await kit.enable_recording()
     widget = await kit.widget()
     call, customer = await kit.start_call(widget)
     console = await kit.console("agent")

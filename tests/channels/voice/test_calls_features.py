@@ -9,7 +9,7 @@ from conftest import AGENT2_HZ, AGENT_HZ, CUSTOMER_HZ, SUPERVISOR_HZ, CallKit, i
 from sqlmodel import select
 from voice_peers import band_ratio, peak_hz
 
-from app.models import Attachment, Call, TicketEvent, Workspace
+from app.models import Attachment, Call, TicketEvent
 from tests.conftest import LiveServer
 
 
@@ -157,12 +157,7 @@ async def test_supervisor_whisper_reaches_only_the_agent(kit: CallKit) -> None:
 async def test_recording_is_attached_with_its_duration_and_streams_with_ranges(
     kit: CallKit, live_server: LiveServer
 ) -> None:
-    async with kit.ctx.uow() as uow:
-        ws = await uow.session.get(Workspace, kit.workspace.id)
-        assert ws is not None
-        ws.settings = {**ws.settings, "recording": True}
-        uow.session.add(ws)
-        await uow.commit()
+    await kit.enable_recording()
     widget = await kit.widget()
     call, customer = await kit.start_call(widget)
     queued = await widget.state("queued", call)
