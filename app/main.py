@@ -19,7 +19,9 @@ from app.web.console import console_routes
 from app.web.limits import BodyLimit
 from app.web.metrics import MetricsMiddleware
 from app.web.sessions import session_actor
+from app.web.ws_direct import DirectWebsockets
 from channels.voice.signaling import VoiceChannel
+from channels.webchat import ENDPOINTS as WEBCHAT_ENDPOINTS
 from channels.webchat import WebchatHub
 from channels.webchat import routes as webchat_routes
 
@@ -83,6 +85,8 @@ def create_app(settings: Settings | None = None, ctx: AppContext | None = None) 
         routes=routes,
         lifespan=lifespan,
         middleware=[
+            # Outermost: idle chat websockets then hold no other layer (app/web/ws_direct).
+            Middleware(DirectWebsockets, endpoints=WEBCHAT_ENDPOINTS),
             Middleware(MetricsMiddleware),
             Middleware(
                 BodyLimit,

@@ -9,7 +9,8 @@ consumer can never stall the others.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections import deque
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 Message = dict[str, Any]
@@ -20,40 +21,79 @@ class SubscriptionOverflow(Exception):
 
 
 class Subscription:
+    """A subscriber's buffer: read with `get`, or set `on_ready` and drain with `get_nowait`.
+
+    Thousands of idle websockets each hold one, so it stays small: no asyncio.Queue
+    (four deques even when empty), a buffer only while messages are waiting, and with
+    `on_ready` no task parked on it either.
+    """
+
+    __slots__ = (
+        "_buffer",
+        "_hub",
+        "_maxsize",
+        "_waiter",
+        "closed",
+        "on_ready",
+        "overflowed",
+        "topics",
+    )
+
     def __init__(self, hub: LocalHub, topics: Iterable[str], maxsize: int) -> None:
         self._hub = hub
         self.topics: set[str] = set(topics)
-        self._queue: asyncio.Queue[Message | None] = asyncio.Queue(maxsize=maxsize)
+        self._maxsize = maxsize
+        self._buffer: deque[Message] | None = None
+        self._waiter: asyncio.Future[None] | None = None
         self.overflowed = False
         self.closed = False
+        # Called (synchronously, from the publisher) whenever there is something to read.
+        self.on_ready: Callable[[], None] | None = None
 
     def _offer(self, message: Message) -> None:
         if self.overflowed or self.closed:
             return
-        try:
-            self._queue.put_nowait(message)
-        except asyncio.QueueFull:
-            self.overflowed = True
+        buffer = self._buffer
+        if buffer is None:
+            buffer = self._buffer = deque()
+        if len(buffer) >= self._maxsize:
             # Wake the reader so it notices at once instead of after the backlog.
-            while not self._queue.empty():
-                self._queue.get_nowait()
-            self._queue.put_nowait(None)
+            self.overflowed = True
+            self._buffer = None
+        else:
+            buffer.append(message)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        if self.on_ready is not None:
+            self.on_ready()
+
+    @property
+    def ready(self) -> bool:
+        """Whether `get_nowait` has something to return (or an overflow to raise)."""
+        return self.overflowed or bool(self._buffer)
 
     async def get(self) -> Message:
-        message = await self._queue.get()
-        if message is None:
-            if self.overflowed:
-                raise SubscriptionOverflow
-            raise asyncio.CancelledError
-        return message
+        while True:
+            message = self.get_nowait()
+            if message is not None:
+                return message
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
 
     def get_nowait(self) -> Message | None:
         """Next buffered message, or None when there is none right now."""
-        if self._queue.empty():
-            return None
-        message = self._queue.get_nowait()
-        if message is None and self.overflowed:
+        if self.overflowed:
             raise SubscriptionOverflow
+        buffer = self._buffer
+        if not buffer:
+            return None
+        message = buffer.popleft()
+        if not buffer:
+            self._buffer = None
         return message
 
     async def add_topics(self, topics: Iterable[str]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Coroutine
 from typing import Any
 
 from sqlmodel import col, select
@@ -39,9 +40,11 @@ from channels.webchat.protocol import (
 log = logging.getLogger(__name__)
 
 
-async def agent_endpoint(websocket: WebSocket) -> None:
+def agent_endpoint(websocket: WebSocket) -> Coroutine[Any, Any, None]:
+    # Returns the connection's coroutine rather than awaiting it: one frame less
+    # held for the life of every connection.
     hub: WebchatHub = websocket.app.state.webchat
-    await AgentConnection(hub, websocket).run()
+    return AgentConnection(hub, websocket).run()
 
 
 async def authenticate(

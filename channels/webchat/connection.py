@@ -45,9 +45,77 @@ class Closed(Exception):
     """The peer went away; unwind quietly."""
 
 
+class _FrameWork:
+    """Frames read ahead of the one being handled, and the task handling them (if any)."""
+
+    __slots__ = ("failure", "handle", "pending", "reader", "reading", "room", "task")
+
+    def __init__(
+        self, reader: asyncio.Task[Any], handle: Callable[[dict[str, Any]], Awaitable[None]]
+    ) -> None:
+        self.reader = reader
+        self.handle = handle
+        self.pending: list[dict[str, Any]] = []  # at most FRAME_BACKLOG; an empty deque is 700 B
+        self.task: asyncio.Task[None] | None = None
+        self.failure: BaseException | None = None
+        self.room: asyncio.Future[None] | None = None
+        self.reading = True
+
+    def start(self, first: Callable[[], Awaitable[None]] | None = None) -> None:
+        self.task = asyncio.create_task(self._work(first), name="webchat-work")
+        self.task.add_done_callback(self._finished)
+
+    async def put(self, frame: dict[str, Any]) -> None:
+        self.pending.append(frame)
+        if self.task is None or self.task.done():
+            self.start()
+        while len(self.pending) >= FRAME_BACKLOG:  # backpressure: stop reading
+            self.room = asyncio.get_running_loop().create_future()
+            await self.room
+            self.room = None
+
+    async def stop(self) -> None:
+        # A done callback may already be scheduled: it must not cancel what follows.
+        self.reading = False
+        await cancel_and_wait(self.task)
+
+    async def _work(self, first: Callable[[], Awaitable[None]] | None) -> None:
+        if first is not None:
+            await first()
+        while self.pending:
+            frame = self.pending.pop(0)
+            if self.room is not None and not self.room.done():
+                self.room.set_result(None)
+            await self.handle(frame)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        # A handler that raised (the peer went away while we answered, or a bug) ends
+        # the session: interrupt the read the connection's task is waiting in.
+        if task.cancelled() or not self.reading:
+            return
+        error = task.exception()
+        if error is not None and self.failure is None:
+            self.failure = error
+            self.reader.cancel()
+
+
 class Connection:
     customer_view = True
     queue_size = 256
+    # Slots: one of these per open websocket, mostly idle widgets by the thousand.
+    __slots__ = (
+        "_pump",
+        "_pump_stopped",
+        "_send_lock",
+        "ctx",
+        "cursors",
+        "deliver_lock",
+        "frame_session",
+        "hub",
+        "limits",
+        "sub",
+        "ws",
+    )
 
     def __init__(self, hub: WebchatHub, websocket: WebSocket) -> None:
         self.hub = hub
@@ -60,6 +128,7 @@ class Connection:
         # Replay and live delivery of one connection never interleave.
         self.deliver_lock = asyncio.Lock()
         self._pump: asyncio.Task[None] | None = None
+        self._pump_stopped = False
         self.frame_session: ClientSession | None = None  # for call.* frames (channels/base)
 
     # -- lifetime -----------------------------------------------------------------
@@ -136,35 +205,28 @@ class Connection:
         back), and under heavy reconnect churn that line grows faster than it drains:
         every resend queues behind the dead ones, its connection drops before its turn,
         and nothing is ever acknowledged again.
+
+        The worker task exists only while there is work: an idle connection is this
+        one task waiting on the socket (thousands of idle widgets are the common case).
         """
-        frames: asyncio.Queue[dict[str, Any]] = asyncio.Queue(FRAME_BACKLOG)
-
-        async def work() -> None:
-            await setup()
-            while True:
-                await handle(await frames.get())
-
-        async def read() -> None:
+        reader = asyncio.current_task()
+        assert reader is not None
+        frames = _FrameWork(reader, handle)
+        frames.start(setup)
+        del setup  # what it closes over (the hello) is not needed for the connection's life
+        try:
             while True:
                 frame = await self.receive()
                 if frame is not None:
                     await frames.put(frame)
-
-        tasks = [
-            asyncio.create_task(work(), name="webchat-work"),
-            asyncio.create_task(read(), name="webchat-read"),
-        ]
-        try:
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            # Re-raise a cancellation that came from outside (shutdown) as well.
+            if frames.failure is None or reader.uncancel() > 0:
+                raise
         finally:
-            for task in tasks:
-                task.cancel()
-            results = await asyncio.gather(*tasks, return_exceptions=True)
-        for result in results:
-            if isinstance(result, BaseException) and not isinstance(
-                result, (Closed, asyncio.CancelledError)
-            ):
-                raise result
+            await frames.stop()
+        if frames.failure is not None and not isinstance(frames.failure, Closed):
+            raise frames.failure
 
     async def receive_hello(self) -> dict[str, Any] | None:
         try:
@@ -176,28 +238,44 @@ class Connection:
     # -- bus ----------------------------------------------------------------------
 
     def start_pump(self) -> None:
-        self._pump = asyncio.create_task(self._run_pump(), name="webchat-pump")
+        """Deliver bus messages from now on (those buffered since subscribing first).
+
+        No task waits on an idle subscription: one is started when a message arrives
+        and ends when the buffer is empty.
+        """
+        assert self.sub is not None
+        self.sub.on_ready = self._wake_pump
+        self._wake_pump()
+
+    def _wake_pump(self) -> None:
+        if self._pump_stopped or (self._pump is not None and not self._pump.done()):
+            return
+        if self.sub is not None and self.sub.ready:
+            self._pump = asyncio.create_task(self._run_pump(), name="webchat-pump")
 
     async def stop_pump(self) -> None:
+        self._pump_stopped = True
         await cancel_and_wait(self._pump)
         if self.sub is not None:
+            self.sub.on_ready = None
             await self.sub.close()
 
     async def _run_pump(self) -> None:
         assert self.sub is not None
         try:
-            while True:
-                message = await self.sub.get()
+            while (message := self.sub.get_nowait()) is not None:
                 async with self.deliver_lock:
                     await self.on_bus(message)
         except SubscriptionOverflow:
             # Never wait on a slow client: it reconnects and resumes from its cursor.
+            self._pump_stopped = True
             await self.close(CLOSE_TRY_AGAIN, "too slow; reconnect and resume")
         except Closed:
-            pass
+            self._pump_stopped = True
         except asyncio.CancelledError:
             raise
         except Exception:
+            self._pump_stopped = True
             log.exception("webchat pump failed")
             await self.close(1011, "internal error")
 

@@ -25,6 +25,7 @@ from app.events import UnitOfWork
 from app.models import Inbox
 from app.services import presence, routing
 from app.services.expiring import ExpiringCache
+from app.services.inbox_addresses import InboxKeyCache
 from app.services.workspaces import get_inbox_by_public_key
 from app.tasks import cancel_and_wait, run_when_kicked
 from channels.webchat.protocol import Limits
@@ -62,6 +63,7 @@ class WebchatHub:
         self._task: asyncio.Task[None] | None = None
         self._last_heartbeat = 0.0
         self._available: ExpiringCache[_Availability] = ExpiringCache(AVAILABILITY_CACHE_SECONDS)
+        self._inboxes = InboxKeyCache()
 
     async def start(self, ctx: AppContext) -> None:
         self._task = ctx.spawn(self._loop(), "webchat-routing")
@@ -115,10 +117,17 @@ class WebchatHub:
         return value
 
     async def inbox(self, public_key: str | None) -> Inbox | None:
+        """The widget inbox of `public_key`; connections share the row (read-only)."""
         if not public_key or len(public_key) > 64:
             return None
+        known = self._inboxes.get(public_key)
+        if known is not None:
+            return known.inbox
+        generation = InboxKeyCache.generation()
         async with self.session() as session:
-            return await get_inbox_by_public_key(session, public_key)
+            inbox = await get_inbox_by_public_key(session, public_key)
+        self._inboxes.put(public_key, inbox, generation)
+        return inbox
 
     async def _loop(self) -> None:
         await run_when_kicked(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Coroutine
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -39,14 +40,17 @@ log = logging.getLogger(__name__)
 OPEN_STATES = {"new", "open", "pending"}
 
 
-async def widget_endpoint(websocket: WebSocket) -> None:
+def widget_endpoint(websocket: WebSocket) -> Coroutine[Any, Any, None]:
+    # Returns the connection's coroutine rather than awaiting it: one frame less
+    # held for the life of every connection.
     hub: WebchatHub = websocket.app.state.webchat
-    await WidgetConnection(hub, websocket).run()
+    return WidgetConnection(hub, websocket).run()
 
 
 class WidgetConnection(Connection):
     customer_view = True
     queue_size = 256
+    __slots__ = ("current", "ignored", "inbox", "last_state", "name", "token", "visitor")
 
     def __init__(self, hub: WebchatHub, websocket: WebSocket) -> None:
         super().__init__(hub, websocket)
@@ -71,9 +75,8 @@ class WidgetConnection(Connection):
 
     async def session(self) -> None:
         assert self.inbox is not None and self.inbox.id is not None
-        data = await self.receive_hello()
         try:
-            hello = parse_hello(data or {})
+            hello = parse_hello(await self.receive_hello() or {})
         except ProtocolError:
             await self.close(CLOSE_POLICY, "hello expected")
             return

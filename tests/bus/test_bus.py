@@ -142,3 +142,36 @@ async def test_publish_right_after_subscribe_is_never_lost(
         await pub_bus.publish(topic(f"fresh{n}"), {"n": n})
         assert await asyncio.wait_for(sub.get(), 5) == {"n": n}
         await sub.close()
+
+
+async def test_on_ready_announces_every_arrival_without_a_waiting_reader(
+    buses: BusPair, topic: Callable[[str], str]
+) -> None:
+    """The websockets drain their subscription from a task started on demand: the
+    callback fires in the publisher's call for every arrival, and for an overflow."""
+    sub_bus, pub_bus = buses
+    sub = await sub_bus.subscribe([topic("a")], maxsize=2)
+    arrivals: list[bool] = []
+    announced = asyncio.Event()
+
+    def ready() -> None:
+        arrivals.append(sub.ready)
+        announced.set()
+
+    sub.on_ready = ready
+    assert not sub.ready
+    await pub_bus.publish(topic("a"), {"n": 1})
+    await asyncio.wait_for(announced.wait(), 5)
+    assert arrivals == [True]
+    assert sub.get_nowait() == {"n": 1}
+    assert not sub.ready and sub.get_nowait() is None
+    for n in range(3):  # one more than fits
+        await pub_bus.publish(topic("a"), {"n": n})
+    for _ in range(300):
+        if len(arrivals) == 4:
+            break
+        await asyncio.sleep(0.01)
+    assert len(arrivals) == 4 and sub.ready and sub.overflowed
+    with pytest.raises(SubscriptionOverflow):
+        sub.get_nowait()
+    await sub.close()

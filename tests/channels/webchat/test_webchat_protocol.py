@@ -8,6 +8,7 @@ import uuid
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 from sqlmodel import col, func, select
 from webchat_client import ORIGIN, Widget
 from websockets.asyncio.client import connect
@@ -59,6 +60,26 @@ async def test_hello_welcome_new_visitor(live_server: LiveServer, chat_inbox: In
     await w.send({"type": "ping"})
     assert (await w.expect("pong"))["type"] == "pong"
     await w.close()
+
+
+def open_widgets() -> float:
+    value = REGISTRY.get_sample_value("helpdesk_websocket_connections", {"route": "/widget/ws"})
+    return value or 0.0
+
+
+async def test_open_widget_connections_are_counted(
+    live_server: LiveServer, chat_inbox: Inbox
+) -> None:
+    """The chat websockets skip the router (app/web/ws_direct) and are still counted."""
+    before = open_widgets()
+    w = await Widget.open(live_server.ws_url, chat_inbox.public_key or "")
+    assert open_widgets() == before + 1
+    await w.close()
+    for _ in range(500):
+        if open_widgets() == before:
+            break
+        await asyncio.sleep(0.01)
+    assert open_widgets() == before
 
 
 async def test_message_ack_after_commit_and_dedupe(
