@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 sys.path.insert(0, str(ROOT))
 
-from bench.measure import percentile_ms  # noqa: E402
+from bench.measure import percentile_ms, pin_load_generator, proc_cpu_seconds  # noqa: E402
 
 ORIGIN = "http://bench.example"
 UNLIMITED = "1000000"
@@ -73,10 +73,13 @@ async def relay_main() -> None:
 # -- servers ---------------------------------------------------------------------------
 
 
-async def start(cmd: list[str], env: dict[str, str]) -> tuple[asyncio.subprocess.Process, int]:
+async def start(
+    cmd: list[str], env: dict[str, str], cpu: int
+) -> tuple[asyncio.subprocess.Process, int]:
     proc = await asyncio.create_subprocess_exec(
         *cmd, cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
     )
+    os.sched_setaffinity(proc.pid, {cpu})
     assert proc.stdout is not None
     line = (await asyncio.wait_for(proc.stdout.readline(), 60)).decode()
     match = re.search(r":(\d+)\s*$", line.strip())
@@ -255,7 +258,7 @@ async def send(pair: Pair, pair_id: str) -> None:
     await pair.visitor.send(json.dumps(frame))
 
 
-def summary(load: Load, seconds: float) -> dict[str, Any]:
+def summary(load: Load, seconds: float, server_cpu_s: float) -> dict[str, Any]:
     def pct(q: float) -> float | None:
         return percentile_ms(load.latencies, q)
 
@@ -264,13 +267,17 @@ def summary(load: Load, seconds: float) -> dict[str, Any]:
         "p50_ms": pct(0.5),
         "p99_ms": pct(0.99),
         "delivered": load.received,
+        # Robust to a busy machine, unlike the rate: what one message costs the server.
+        "server_cpu_ms_per_msg": round(server_cpu_s * 1000 / max(load.received, 1), 3),
+        "server_cpu_util": round(server_cpu_s / seconds, 2),
     }
 
 
-async def fixed_rate(load: Load, offered: int, seconds: float) -> dict[str, Any]:
+async def fixed_rate(load: Load, offered: int, seconds: float, server_pid: int) -> dict[str, Any]:
     load.latencies.clear()
     load.received = 0
     load.recording = True
+    cpu_before = proc_cpu_seconds(server_pid)
     ids = list(load.pairs)
     interval = 1.0 / offered
     begin = time.perf_counter()
@@ -285,29 +292,30 @@ async def fixed_rate(load: Load, offered: int, seconds: float) -> dict[str, Any]
         sent += 1
     await asyncio.sleep(2.0)  # let in-flight messages land
     load.recording = False
-    result = summary(load, seconds)
+    result = summary(load, seconds, proc_cpu_seconds(server_pid) - cpu_before)
     result["offered_per_s"] = offered
     return result
 
 
-async def saturation(load: Load, seconds: float) -> dict[str, Any]:
+async def saturation(load: Load, seconds: float, server_pid: int) -> dict[str, Any]:
     load.latencies.clear()
     load.received = 0
     load.recording = True
+    cpu_before = proc_cpu_seconds(server_pid)
     stop = time.perf_counter() + seconds
 
-    async def loop(pid: str) -> None:
-        pair = load.pairs[pid]
+    async def loop(pair_id: str) -> None:
+        pair = load.pairs[pair_id]
         while time.perf_counter() < stop:
-            await send(pair, pid)
+            await send(pair, pair_id)
             try:
                 await asyncio.wait_for(pair.delivered.wait(), 10)
             except TimeoutError:
                 return
 
-    await asyncio.gather(*(loop(pid) for pid in load.pairs))
+    await asyncio.gather(*(loop(pair) for pair in load.pairs))
     load.recording = False
-    return summary(load, seconds)
+    return summary(load, seconds, proc_cpu_seconds(server_pid) - cpu_before)
 
 
 async def idle_memory(port: int, key: str, pid: int, count: int) -> dict[str, Any]:
@@ -343,6 +351,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     want = min(hard, max(soft, args.idle * 2 + 4096))
     resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    server_cpu, load_cpu = pin_load_generator()
     tmp = Path(tempfile.mkdtemp(prefix="bench-chat-"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("HELPDESK_")}
     env.update(
@@ -364,15 +373,20 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     agents = max(1, args.conversations // 10)
     key, cookies = await seed_app(env, agents, per_agent=10)
     py = sys.executable
-    result: dict[str, Any] = {"conversations": args.conversations, "seconds": args.seconds}
+    result: dict[str, Any] = {
+        "conversations": args.conversations,
+        "seconds": args.seconds,
+        "server_cpu": server_cpu,
+        "load_generator_cpu": load_cpu,
+    }
     try:
-        relay, relay_port = await start([py, __file__, "--relay"], env)
+        relay, relay_port = await start([py, __file__, "--relay"], env, server_cpu)
         try:
             load = Load()
             keep = await relay_setup(relay_port, args.conversations, load)
             result["relay"] = {
-                "fixed": await fixed_rate(load, args.offered, args.seconds),
-                "saturation": await saturation(load, args.seconds),
+                "fixed": await fixed_rate(load, args.offered, args.seconds, relay.pid),
+                "saturation": await saturation(load, args.seconds, relay.pid),
             }
             for item in keep:
                 if isinstance(item, asyncio.Task):
@@ -387,13 +401,14 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             if os.environ.get("BENCH_NODE_SCRIPT")
             else [py, "-m", "app.cli", "serve", "--port", "0"],
             env,
+            server_cpu,
         )
         try:
             load = Load()
             keep = await app_setup(app_port, key, cookies, args.conversations, load)
             result["app"] = {
-                "fixed": await fixed_rate(load, args.offered, args.seconds),
-                "saturation": await saturation(load, args.seconds),
+                "fixed": await fixed_rate(load, args.offered, args.seconds, app.pid),
+                "saturation": await saturation(load, args.seconds, app.pid),
             }
             for item in keep:
                 if isinstance(item, asyncio.Task):
@@ -411,6 +426,11 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     result["ratios"] = {
         "throughput_app_over_relay": round(
             a["saturation"]["messages_per_s"] / max(1e-9, r["saturation"]["messages_per_s"]), 3
+        ),
+        "server_cpu_per_msg_relay_over_app": round(
+            r["saturation"]["server_cpu_ms_per_msg"]
+            / max(1e-9, a["saturation"]["server_cpu_ms_per_msg"]),
+            3,
         ),
         "p99_fixed_app_over_relay": round(
             (a["fixed"]["p99_ms"] or 0) / max(1e-9, r["fixed"]["p99_ms"] or 1e-9), 3
