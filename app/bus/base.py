@@ -33,6 +33,7 @@ class Subscription:
         "_hub",
         "_maxsize",
         "_waiter",
+        "accept",
         "closed",
         "on_ready",
         "overflowed",
@@ -49,9 +50,14 @@ class Subscription:
         self.closed = False
         # Called (synchronously, from the publisher) whenever there is something to read.
         self.on_ready: Callable[[], None] | None = None
+        # Called (synchronously, from the publisher) first: False drops the message.
+        # Must be cheap and must not raise.
+        self.accept: Callable[[Message], bool] | None = None
 
     def _offer(self, message: Message) -> None:
         if self.overflowed or self.closed:
+            return
+        if self.accept is not None and not self.accept(message):
             return
         buffer = self._buffer
         if buffer is None:

@@ -66,6 +66,13 @@ async def authenticate(
         return actor, "" if actor else "not signed in"
 
 
+def _assignee_change(message: Message) -> dict[str, Any] | None:
+    """`{"from": id, "to": id}` of an assignment event, if it changed the assignee."""
+    changes = (message.get("event") or {}).get("payload", {}).get("changes", {})
+    change = changes.get("assignee_id")
+    return change if isinstance(change, dict) else None
+
+
 class AgentConnection(Connection):
     customer_view = False
     queue_size = 5000
@@ -80,6 +87,9 @@ class AgentConnection(Connection):
         self.tickets: set[int] = set()
         self.assigned_stream = False
         self.assigned: set[int] = set()
+        # Tickets whose assignment to this agent was published but maybe not yet
+        # delivered: `_wanted` lets their events through meanwhile.
+        self.claimed: set[int] = set()
         self.pending_cursors: dict[int, int] = {}
         self.ticket_info: dict[int, tuple[int | None, int | None]] = {}
 
@@ -124,6 +134,7 @@ class AgentConnection(Connection):
         self.sub = await self.ctx.bus.subscribe(
             [workspace_topic(self.actor.workspace_id)], maxsize=self.queue_size
         )
+        self.sub.accept = self._wanted
         shown = presence.OFFLINE
         if self.agent_id is not None:
             async with self.hub.uow() as uow:
@@ -181,6 +192,35 @@ class AgentConnection(Connection):
 
     # -- bus -> agent -----------------------------------------------------------------
 
+    def _wanted(self, message: Message) -> bool:
+        """Whether `on_bus` could do anything with `message`; runs in the publisher's call.
+
+        Every agent connection of a workspace hears all of its traffic: without this,
+        each chat message would wake every console only for most to drop it. What is
+        dropped here is committed already (publishing follows the commit), so a later
+        subscription's replay from the database still finds it.
+        """
+        try:
+            kind = message.get("type")
+            if kind == "ticket.event":
+                ticket = int(message["ticket"])
+                if self.assigned_stream and message.get("kind") == "assignment":
+                    change = _assignee_change(message)
+                    if change and change.get("to") == self.agent_id:
+                        self.claimed.add(ticket)
+                    elif change:
+                        self.claimed.discard(ticket)
+                    return True
+                return ticket in self.claimed or self._in_scope(ticket, message.get("team"))
+            if kind in ("ticket.created", "ticket.updated", "ticket.deleted"):
+                ticket_row = message.get("ticket") or {}
+                return self._in_scope(int(ticket_row.get("id") or 0), ticket_row.get("team_id"))
+            if kind in ("typing", "read"):
+                return self._in_scope(int(message.get("ticket") or 0), message.get("team"))
+            return True
+        except Exception:  # a malformed message is on_bus's business, never the publisher's
+            return True
+
     async def on_bus(self, message: Message) -> None:
         kind = message.get("type")
         if kind == "ticket.event":
@@ -205,8 +245,7 @@ class AgentConnection(Connection):
         ticket, seq, team = int(message["ticket"]), int(message["seq"]), message.get("team")
         released = False
         if self.assigned_stream and message.get("kind") == "assignment":
-            changes = (message.get("event") or {}).get("payload", {}).get("changes", {})
-            change = changes.get("assignee_id")
+            change = _assignee_change(message)
             if change and change.get("to") == self.agent_id:
                 self.assigned.add(ticket)
             elif change and ticket in self.assigned:
