@@ -81,6 +81,19 @@ async def waiting_teams(session: AsyncSession) -> list[tuple[int, int]]:
     return [(ws, team) for ws, team in (await session.exec(stmt)).all() if team is not None]
 
 
+async def assigned_open_tickets(
+    session: AsyncSession, workspace_id: int, agent_id: int
+) -> list[int]:
+    """The open conversations an agent holds: what its console's `assigned` stream follows."""
+    stmt = select(Ticket.id).where(
+        Ticket.workspace_id == workspace_id,
+        Ticket.assignee_id == agent_id,
+        col(Ticket.status).in_(OPEN_CHAT_STATUSES),
+        col(Ticket.merged_into_id).is_(None),
+    )
+    return [ticket_id for ticket_id in (await session.exec(stmt)).all() if ticket_id is not None]
+
+
 async def queue_position(session: AsyncSession, ticket: Ticket) -> int:
     """1-based place of a waiting chat in its team queue."""
     stmt = select(func.count()).where(

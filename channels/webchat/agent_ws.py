@@ -7,7 +7,6 @@ import uuid
 from collections.abc import Coroutine
 from typing import Any
 
-from sqlmodel import col, select
 from starlette.websockets import WebSocket
 
 from app.bus.base import Message
@@ -17,7 +16,7 @@ from app.services import presence, tokens
 from app.services.actors import Actor
 from app.services.errors import ServiceError
 from app.services.origins import normalize_origin
-from app.services.routing import OPEN_CHAT_STATUSES
+from app.services.routing import assigned_open_tickets
 from app.services.tickets import can_see, do_note, do_reply, get_ticket
 from app.web.origin import allowed_origins
 from app.web.sessions import session_actor
@@ -341,16 +340,10 @@ class AgentConnection(Connection):
                 if self.agent_id is None:
                     raise ProtocolError("forbidden", "only agents have assigned tickets")
                 self.assigned_stream = True
-                stmt = select(Ticket.id).where(
-                    Ticket.workspace_id == self.actor.workspace_id,
-                    Ticket.assignee_id == self.agent_id,
-                    col(Ticket.status).in_(OPEN_CHAT_STATUSES),
-                    col(Ticket.merged_into_id).is_(None),
-                )
-                for ticket_id in (await session.exec(stmt)).all():
-                    if ticket_id is not None:
-                        self.assigned.add(ticket_id)
-                        replay.append((ticket_id, sub.cursors.get(ticket_id, 0)))
+                held = await assigned_open_tickets(session, self.actor.workspace_id, self.agent_id)
+                for ticket_id in held:
+                    self.assigned.add(ticket_id)
+                    replay.append((ticket_id, sub.cursors.get(ticket_id, 0)))
             else:
                 if sub.stream == "team":
                     assert sub.team is not None
