@@ -420,7 +420,11 @@
   }
 
   function onState(f) {
-    if (f.state === "assigned") agentName = (f.agent && f.agent.name) || agentName;
+    if (f.state === "deleted") { // an admin deleted it: nothing of it stays on screen
+      for (const [key, el] of seen) if (+el.dataset.ticket === f.ticket) { el.remove(); seen.delete(key); }
+      delete cursor[f.ticket];
+      if (store.ticket === f.ticket) { store.ticket = null; save(); agentName = ""; }
+    } else if (f.state === "assigned") agentName = (f.agent && f.agent.name) || agentName;
     else if (f.state === "waiting" || !f.state) agentName = "";
     view();
   }

@@ -27,7 +27,7 @@ from sqlalchemy import delete, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.events import UnitOfWork, workspace_topic
+from app.events import UnitOfWork, contact_topic, workspace_topic
 from app.models import (
     Attachment,
     Call,
@@ -123,6 +123,12 @@ async def do_delete_ticket(
     )
     gone = {"id": ticket_id, "number": ticket.number, "team_id": ticket.team_id}
     uow.publish_on_commit(workspace_topic(ws), {"type": "ticket.deleted", "ticket": gone})
+    if ticket.contact_id is not None:
+        # The customer's open widgets drop the conversation from the screen too.
+        uow.publish_on_commit(
+            contact_topic(ws, ticket.contact_id),
+            {"type": "ticket.deleted", "ticket": {"id": ticket_id}},
+        )
     await webhook_outbox.enqueue(
         uow,
         ws,

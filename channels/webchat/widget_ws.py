@@ -254,6 +254,8 @@ class WidgetConnection(Connection):
                 await self._refresh_state(ticket)
         elif kind == "visitor.contact":
             await self._adopt_contact(int(message["contact"]))
+        elif kind == "ticket.deleted":
+            await self._forget_ticket(int((message.get("ticket") or {}).get("id") or 0))
         elif kind in ("typing", "read") and int(message.get("ticket") or 0) in self.cursors:
             if kind == "typing":
                 author = message.get("author") or {}
@@ -274,6 +276,18 @@ class WidgetConnection(Connection):
                         "by": "agent",
                     }
                 )
+
+    async def _forget_ticket(self, ticket_id: int) -> None:
+        """An admin deleted a conversation of this widget: it leaves the screen too."""
+        if ticket_id not in self.cursors:
+            return
+        # Not `ignored`: SQLite may give the next ticket the same id (the id of the
+        # newest row is reused once it is deleted); `_follow` checks whose it is then.
+        self.cursors.forget(ticket_id)
+        if self.current == ticket_id:
+            self.current = None
+            self.last_state = None
+        await self.send({"type": "state", "ticket": ticket_id, "state": "deleted", "agent": None})
 
     async def emit(self, event: dict[str, Any], team: int | None) -> None:
         await self.send(widget_event(event))

@@ -487,3 +487,33 @@ async def test_demo_page_shows_a_working_widget(
     # Nobody is signed in to the console: the offline form takes the message.
     await expect(page.locator(f"{W} form.card").nth(1)).to_be_visible()
     await screenshot(page, "demo-page")
+
+
+async def test_a_deleted_conversation_leaves_the_visitors_screen(
+    new_context: NewContext,
+    host_site: HostSite,
+    live_server: LiveServer,
+    widget_inbox: Inbox,
+    agent_online: AgentSocket,
+    api: Api,
+) -> None:
+    errors = PageErrors()
+    page = await open_host(await new_context(), host_site, live_server, widget_inbox, errors)
+    await page.locator(f"{W} .launcher").click()
+    await say(page, "Please delete everything about me")
+    await expect(page.locator(f"{W} .m.me")).to_have_attribute("data-st", "sent")
+    ticket = await ticket_of(page, widget_inbox)
+
+    gone = await api("DELETE", f"/tickets/{ticket}")
+    assert gone.status_code == 204, gone.text
+    await expect(page.locator(f"{W} .m")).to_have_count(0)
+
+    # The next message is a new conversation; a reload shows only that one.
+    await say(page, "Thank you")
+    await expect(page.locator(f"{W} .m.me")).to_have_attribute("data-st", "sent")
+    assert await bodies(page) == ["Thank you"]
+    await page.reload()
+    await page.locator(f"{W} .launcher").click()
+    await expect(page.locator(f"{W} .m")).to_have_count(1)
+    assert await bodies(page) == ["Thank you"]
+    assert not [e for e in errors.items if e.startswith("pageerror")], errors.items

@@ -272,3 +272,26 @@ async def test_visitor_never_reads_another_visitors_ticket(
     assert count == 1
     for w in (a, b, forged):
         await w.close()
+
+
+async def test_deleted_conversation_leaves_the_widget_and_the_next_message_starts_anew(
+    live_server: LiveServer, chat_inbox: Inbox, ctx: AppContext, workspace: SeededWorkspace
+) -> None:
+    from app.models import ActorType, Role
+    from app.services import ticket_deletion
+
+    w = await Widget.open(live_server.ws_url, chat_inbox.public_key or "")
+    first = await w.say("please forget me")
+    ticket = first["ticket"]
+    await w.expect("event", lambda f: f["seq"] == 1)
+    admin = Actor(workspace_id=workspace.id, type=ActorType.api, role=Role.admin)
+    async with ctx.uow() as uow:
+        await ticket_deletion.do_delete_ticket(uow, admin, ctx.settings.data_dir, ticket)
+        await uow.commit()
+    gone = await w.expect("state", lambda f: f["state"] == "deleted")
+    assert gone["ticket"] == ticket and gone["agent"] is None
+    again = await w.say("one more thing")
+    assert again["seq"] == 1  # a new conversation (on SQLite possibly under the same id)
+    assert [e.body for e in await stored(ctx, again["ticket"])] == ["one more thing"]
+    await w.expect("event", lambda f: f["ticket"] == again["ticket"] and f["seq"] == 1)
+    await w.close()
