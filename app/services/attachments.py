@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import unicodedata
 from pathlib import Path
@@ -43,16 +44,38 @@ def storage_path(data_dir: Path, key: str) -> Path:
     return data_dir / "attachments" / key
 
 
+# Folders known to exist: every inbound mail writes at least one blob, and asking for
+# the folder each time cost about as much as writing the file.
+_folders: set[str] = set()
+
+
 def write_blob(data_dir: Path, workspace_id: int, content: bytes) -> tuple[str, str]:
     """Store bytes once per workspace; returns (storage key, sha256)."""
     sha = hashlib.sha256(content).hexdigest()
     key = f"{workspace_id}/{sha[:2]}/{sha}"
-    path = storage_path(data_dir, key)
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(content)
-        tmp.replace(path)
+    path = os.path.join(data_dir, "attachments", key)
+    if not os.path.exists(path):
+        folder = os.path.dirname(path)
+        if folder not in _folders:
+            os.makedirs(folder, exist_ok=True)
+            _folders.add(folder)
+        # Written aside and renamed: a crash mid-write never leaves a partial blob
+        # under the name that says it is complete.
+        tmp = path + ".tmp"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+        try:
+            fd = os.open(tmp, flags, 0o666)
+        except FileNotFoundError:  # the folder was removed behind our back
+            _folders.discard(folder)
+            os.makedirs(folder, exist_ok=True)
+            fd = os.open(tmp, flags, 0o666)
+        try:
+            view = memoryview(content)
+            while view:
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
     return key, sha
 
 

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import bindparam, func, update
-from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -259,12 +258,22 @@ async def _handle_bounce(
     return IngestResult(IngestStatus.bounce, mail_id=mail_id, ticket_id=outbound.ticket_id)
 
 
-def _file_rows(
+@dataclass(frozen=True)
+class StoredFiles:
+    """A mail's attachments as stored by its batch: rows (ticket and event are set once
+    they exist) and the files that were not kept, with why."""
+
+    ids: tuple[int, ...] = ()
+    skipped: tuple[str, ...] = ()
+
+
+def file_values(
     workspace_id: int, mail: IncomingMail, data_dir: Path, max_bytes: int
-) -> tuple[list[Attachment], list[str]]:
-    """Attachment rows for the mail's files (ticket and event are set once they exist)."""
-    stored: list[Attachment] = []
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """The `attachment` rows of the mail's files, their bytes written; and what was skipped."""
+    rows: list[dict[str, Any]] = []
     skipped: list[str] = []
+    now = utcnow()
     for item in mail.attachments:
         if not item.data:
             skipped.append(f"{item.filename}: empty")
@@ -273,19 +282,22 @@ def _file_rows(
             skipped.append(f"{item.filename}: larger than {max_bytes} bytes")
             continue
         key, sha = write_blob(data_dir, workspace_id, item.data)
-        stored.append(
-            Attachment(
-                workspace_id=workspace_id,
-                filename=safe_filename(item.filename),
-                content_type=item.content_type[:255],
-                size=len(item.data),
-                sha256=sha,
-                storage_key=key,
-                content_id=item.content_id,
-                inline=item.inline,
-            )
+        rows.append(
+            {
+                "workspace_id": workspace_id,
+                "ticket_id": None,
+                "event_id": None,
+                "filename": safe_filename(item.filename),
+                "content_type": item.content_type[:255],
+                "size": len(item.data),
+                "sha256": sha,
+                "storage_key": key,
+                "content_id": item.content_id,
+                "inline": item.inline,
+                "created_at": now,
+            }
         )
-    return stored, skipped
+    return rows, skipped
 
 
 async def _sender_contact(
@@ -341,12 +353,12 @@ async def do_ingest_email(
     mail_id: int,
     ticket_id: int | None,
     threaded_by: str,
-    data_dir: Path,
-    max_attachment_bytes: int,
+    files: StoredFiles,
     known: MailLookups,
     links: PendingLinks,
 ) -> IngestResult:
-    """Put one stored inbound mail (row `mail_id`, see `email_batch`) on a ticket.
+    """Put one stored inbound mail (row `mail_id`, its attachments `files`, see
+    `email_batch`) on a ticket.
 
     The caller writes `links` and commits; nothing is published before that.
     `known` is kept current, so later mails of the same batch see this one."""
@@ -370,12 +382,8 @@ async def do_ingest_email(
     if ticket is not None and _too_old_to_reopen(ticket, inbox):
         linked_from, ticket = ticket.id, None
 
-    # Stored before the event, whose payload names them; linked to it at the end.
-    files, skipped = _file_rows(ws, mail, data_dir, max_attachment_bytes)
-    if files:
-        uow.session.add_all(files)
-        await uow.session.flush()
-    body = mail.new_text or mail.full_text or ("(no text)" if not files else "")
+    # The files were stored before the event, whose payload names them; linked at the end.
+    body = mail.new_text or mail.full_text or ("(no text)" if not files.ids else "")
     payload: dict[str, Any] = {
         "mail_id": mail_id,
         "message_id": mail.message_id,
@@ -387,8 +395,8 @@ async def do_ingest_email(
         "has_history": bool(mail.quoted or mail.signature),
         "quoted": mail.quoted[:20_000],
         "signature": mail.signature[:2_000],
-        "attachments": [a.id for a in files],
-        "skipped_attachments": skipped,
+        "attachments": list(files.ids),
+        "skipped_attachments": list(files.skipped),
         "auto": list(mail.auto_reasons),
         "threaded_by": threaded_by,
         "parse_errors": list(mail.errors[:5]),
@@ -430,11 +438,8 @@ async def do_ingest_email(
         ticket.participants = participants
         uow.session.add(ticket)
     links.mails.append({"row_id": mail_id, "ticket": ticket.id, "event": event.id})
-    for attachment in files:
-        links.files.append({"row_id": attachment.id, "ticket": ticket.id, "event": event.id})
-        # What the UPDATE will write; the session must not write it a second time.
-        set_committed_value(attachment, "ticket_id", ticket.id)
-        set_committed_value(attachment, "event_id", event.id)
+    for file_id in files.ids:
+        links.files.append({"row_id": file_id, "ticket": ticket.id, "event": event.id})
 
     result = IngestResult(
         IngestStatus.created if created else IngestStatus.appended,

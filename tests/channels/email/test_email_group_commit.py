@@ -22,9 +22,10 @@ from mailtools import create_email_inbox, events, mails, send, tickets
 from sqlalchemy import event
 
 from app.context import AppContext
-from app.models import EventKind
+from app.models import Attachment, EventKind
 from app.services import workspaces
 from app.services.actors import Actor
+from app.services.attachments import storage_path
 from channels.email.ingest import ingest_queue
 from channels.email.smtp_in import SmtpListener
 from tests.conftest import SeededWorkspace
@@ -189,3 +190,56 @@ async def test_recipients_follow_inbox_changes_at_once(
     assert isinstance(moved, dict) and moved["rcpt"][0] == 550
     accepted = await send(port(ctx), compose("m2@x", "hello"), rcpt=["orders@demo.localhost"])
     assert isinstance(accepted, tuple) and accepted[0] == 250
+
+
+async def test_attachments_of_a_batch_stay_with_their_mails(
+    ctx: AppContext, workspace: SeededWorkspace, settings: Any
+) -> None:
+    """A batch stores every attachment row in one INSERT; each file must still end
+    up on its own mail's event, in the mail's order, with the skipped ones named."""
+    await create_email_inbox(ctx, workspace.id)
+    queue = ingest_queue(ctx)
+
+    def with_files(message_id: str, names: list[str]) -> bytes:
+        msg = EmailMessage()
+        msg["From"] = "anna@example.com"
+        msg["To"] = "support@demo.localhost"
+        msg["Subject"] = message_id
+        msg["Message-ID"] = f"<{message_id}>"
+        msg.set_content("files\n")
+        for name in names:
+            content = b"" if name.startswith("empty") else f"{message_id}/{name}".encode()
+            msg.add_attachment(content, maintype="application", subtype="pdf", filename=name)
+        return msg.as_bytes()
+
+    plan = {
+        "a@x": ["a1.pdf", "a2.pdf", "a3.pdf"],
+        "b@x": [],
+        "c@x": ["c1.pdf", "empty.pdf", "c2.pdf"],
+    }
+    with write_lock(settings):
+        first = asyncio.create_task(send(port(ctx), with_files("first@x", ["f.pdf"])))
+        await until(lambda: queue.writing == 1)
+        rest = []
+        for number, (message_id, names) in enumerate(plan.items(), start=1):
+            rest.append(asyncio.create_task(send(port(ctx), with_files(message_id, names))))
+            await until(lambda n=number: len(queue.pending) == n)
+    for task in [first, *rest]:
+        reply = await task
+        assert isinstance(reply, tuple) and reply[0] == 250
+    by_subject = {t.subject: t for t in await tickets(ctx, workspace.id)}
+    async with ctx.uow(read_only=True) as uow:
+        for message_id, names in {"first@x": ["f.pdf"], **plan}.items():
+            ticket = by_subject[message_id]
+            [email_in] = await events(ctx, ticket.id or 0)
+            ids = email_in.payload["attachments"]
+            files = [await uow.session.get(Attachment, file_id) for file_id in ids]
+            kept = [n for n in names if not n.startswith("empty")]
+            assert [f.filename for f in files if f is not None] == kept
+            for f in files:
+                assert f is not None
+                assert (f.ticket_id, f.event_id) == (ticket.id, email_in.id)
+                path = storage_path(settings.data_dir, f.storage_key)
+                assert path.read_bytes() == f"{message_id}/{f.filename}".encode()
+            skipped = email_in.payload["skipped_attachments"]
+            assert skipped == (["empty.pdf: empty"] if len(kept) < len(names) else [])

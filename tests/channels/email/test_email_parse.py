@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import base64
+import dataclasses
+import random
+from email.message import EmailMessage
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import channels.email.parse as parse
 from channels.email.htmltext import cid_references, html_to_text, resolve_cid_urls
 from channels.email.parse import ParsedEmail, parse_email
 
@@ -209,3 +215,65 @@ def test_parse_never_raises_on_arbitrary_bytes(data: bytes) -> None:
     assert mail.raw.endswith(data)
     mail.text.encode("utf-8")
     mail.subject.encode("utf-8")
+
+
+def _with_long_base64(linesep: bytes, tail: bytes = b"") -> bytes:
+    rng = random.Random(5)
+    msg = EmailMessage()
+    msg["From"] = "a@example.com"
+    msg["Subject"] = "files"
+    msg.set_content("see attached\n")
+    msg.add_attachment(
+        rng.randbytes(40_000), maintype="application", subtype="pdf", filename="a.pdf"
+    )
+    msg.add_attachment(rng.randbytes(9_001), maintype="image", subtype="png", filename="b.png")
+    raw = msg.as_bytes().replace(b"\n", linesep) + tail
+    return raw
+
+
+def test_long_base64_runs_parse_as_the_plain_parser_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The shortcut for long base64 bodies (`parse._parse_folded`) changes nothing."""
+    cases = [
+        _with_long_base64(b"\r\n"),
+        _with_long_base64(b"\n"),
+        _with_long_base64(b"\r\n", tail=base64.encodebytes(bytes(6000))),  # epilogue
+        # One part, base64 to the end of the input (no final line break).
+        b"From: a@b\r\nContent-Type: application/pdf\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        + base64.encodebytes(bytes(range(256)) * 80).rstrip(b"\n"),
+        # A base64 run where headers should be: it ends them, as any non-header line does.
+        b"From: a@b\r\n" + base64.encodebytes(bytes(range(256)) * 80) + b"\r\nbody\r\n",
+        # The stand-in's marker in the mail itself: parsed the plain way.
+        _with_long_base64(b"\r\n", tail=b"HELPDESKRUN000000\r\n"),
+    ]
+    for raw in cases:
+        folded = parse_email(raw)
+        monkeypatch.setattr(parse, "_FOLD_MIN_BYTES", 1 << 40)
+        plain = parse_email(raw)
+        monkeypatch.undo()
+        assert dataclasses.asdict(folded) == dataclasses.asdict(plain)
+    assert parse._parse_folded(cases[0]) is not None  # the shortcut was taken
+    assert [a.filename for a in parse_email(cases[0]).attachments] == ["a.pdf", "b.png"]
+
+
+def test_base64_bodies_decode_as_the_stdlib_decodes() -> None:
+    """`parse._base64_payload` takes only what the stdlib decodes cleanly, to the same bytes."""
+    body = base64.encodebytes(random.Random(3).randbytes(9001))  # padded: 9001 % 3 != 0
+    variants = {
+        "lf": body,
+        "crlf": body.replace(b"\n", b"\r\n"),
+        "bad character": body[:500] + b"*" + body[501:],
+        "no padding": body.rstrip(b"=\n") + b"\n",
+        "data after padding": body + b"QUJD\n",
+    }
+    for name, data in variants.items():
+        raw = (
+            b"From: a@b\r\nContent-Type: application/pdf\r\n"
+            b"Content-Transfer-Encoding: base64\r\n\r\n" + data
+        )
+        part = parse._parse_message(raw)
+        fast = parse._base64_payload(part)
+        expected = parse._parse_message(raw).get_payload(decode=True)
+        if name in ("lf", "crlf"):
+            assert fast == expected, name
+        else:
+            assert fast is None, name  # left to the stdlib, defects and all
