@@ -29,6 +29,7 @@ from app.models.ticket import EventKind
 from app.services import webhook_outbox
 from app.services.actors import Actor
 from app.services.errors import Conflict, Forbidden, Invalid, NotFound
+from app.services.row_insert import insert_row
 from app.services.timeline import do_append_event, find_by_client_id, iso
 from app.services.workspaces import get_agent, get_inbox, get_team
 
@@ -258,8 +259,7 @@ async def do_create_ticket(
         created_at=now,
         updated_at=now,
     )
-    uow.session.add(ticket)
-    await uow.session.flush()
+    await insert_row(uow.session, ticket)
     first: TicketEvent | None = None
     if message is not None:
         first, _ = await do_append_event(
