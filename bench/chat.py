@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -174,9 +175,23 @@ class Load:
         self.received = 0
         self.recording = False
         self.pairs: dict[str, Pair] = {}
+        self.sent_total = 0
+        self.delivered_total = 0
+        self.caught_up = asyncio.Event()
+
+    async def drained(self, limit: float = 120.0) -> bool:
+        """Wait until every message sent so far has arrived (False after `limit` s)."""
+        if self.delivered_total < self.sent_total:
+            self.caught_up.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.caught_up.wait(), limit)
+        return self.delivered_total >= self.sent_total
 
     def on_delivery(self, body: str) -> None:
         pair_id, _, stamp = body.partition("|")
+        self.delivered_total += 1
+        if self.delivered_total >= self.sent_total:
+            self.caught_up.set()
         if self.recording:
             self.latencies.append(time.perf_counter() - float(stamp))
             self.received += 1
@@ -218,7 +233,7 @@ async def app_setup(port: int, key: str, cookies: list[str], n: int, load: Load)
                 pass
 
         json.loads(await conn.recv())  # welcome
-        await send(pair, str(i))
+        await send(load, pair, str(i))
         await pair.delivered.wait()  # routed to an agent and delivered
         tasks.append(asyncio.create_task(drain()))
 
@@ -246,7 +261,8 @@ async def relay_setup(port: int, n: int, load: Load) -> list[Any]:
     return keep
 
 
-async def send(pair: Pair, pair_id: str) -> None:
+async def send(load: Load, pair: Pair, pair_id: str) -> None:
+    load.sent_total += 1
     pair.sent += 1
     pair.delivered.clear()
     body = f"{pair_id}|{time.perf_counter()!r}"
@@ -288,12 +304,18 @@ async def fixed_rate(load: Load, offered: int, seconds: float, server_pid: int) 
         if delay > 0:
             await asyncio.sleep(delay)
         pid = ids[sent % len(ids)]
-        await send(load.pairs[pid], pid)
+        await send(load, load.pairs[pid], pid)
         sent += 1
     await asyncio.sleep(2.0)  # let in-flight messages land
     load.recording = False
     result = summary(load, seconds, proc_cpu_seconds(server_pid) - cpu_before)
     result["offered_per_s"] = offered
+    result["sent"] = sent
+    # Past saturation a backlog remains: let it drain, or it would be measured as the
+    # next phase's latency.
+    started = time.perf_counter()
+    result["backlog_drained"] = await load.drained()
+    result["backlog_drain_s"] = round(time.perf_counter() - started, 2)
     return result
 
 
@@ -307,7 +329,7 @@ async def saturation(load: Load, seconds: float, server_pid: int) -> dict[str, A
     async def loop(pair_id: str) -> None:
         pair = load.pairs[pair_id]
         while time.perf_counter() < stop:
-            await send(pair, pair_id)
+            await send(load, pair, pair_id)
             try:
                 await asyncio.wait_for(pair.delivered.wait(), 10)
             except TimeoutError:
