@@ -423,7 +423,9 @@
     if (f.state === "deleted") { // an admin deleted it: nothing of it stays on screen
       for (const [key, el] of seen) if (+el.dataset.ticket === f.ticket) { el.remove(); seen.delete(key); }
       delete cursor[f.ticket];
-      if (store.ticket === f.ticket) { store.ticket = null; save(); agentName = ""; }
+      if (store.ticket === f.ticket) { store.ticket = null; agentName = ""; }
+      if (store.rt === f.ticket) store.rt = store.rs = 0; // a reused id starts unread
+      save();
     } else if (f.state === "assigned") agentName = (f.agent && f.agent.name) || agentName;
     else if (f.state === "waiting" || !f.state) agentName = "";
     view();

@@ -191,6 +191,9 @@ class AgentConnection(Connection):
 
     # -- bus -> agent -----------------------------------------------------------------
 
+    def _may_see(self, ticket: int, team: int | None) -> bool:
+        return ticket in self.claimed or self._in_scope(ticket, team)
+
     def _wanted(self, message: Message) -> bool:
         """Whether `on_bus` could do anything with `message`; runs in the publisher's call.
 
@@ -210,12 +213,14 @@ class AgentConnection(Connection):
                     elif change:
                         self.claimed.discard(ticket)
                     return True
-                return ticket in self.claimed or self._in_scope(ticket, message.get("team"))
+                return self._may_see(ticket, message.get("team"))
             if kind in ("ticket.created", "ticket.updated", "ticket.deleted"):
+                # ticket.updated follows its assignment event in the same commit, before
+                # the pump has taken the ticket into `assigned`: `claimed` lets it pass.
                 ticket_row = message.get("ticket") or {}
-                return self._in_scope(int(ticket_row.get("id") or 0), ticket_row.get("team_id"))
+                return self._may_see(int(ticket_row.get("id") or 0), ticket_row.get("team_id"))
             if kind in ("typing", "read"):
-                return self._in_scope(int(message.get("ticket") or 0), message.get("team"))
+                return self._may_see(int(message.get("ticket") or 0), message.get("team"))
             return True
         except Exception:  # a malformed message is on_bus's business, never the publisher's
             return True
@@ -376,6 +381,7 @@ class AgentConnection(Connection):
         elif sub.stream == "assigned":
             self.assigned_stream = False
             self.assigned.clear()
+            self.claimed.clear()
 
     async def _ticket_info(self, ticket_id: int) -> tuple[int | None, int | None]:
         """(contact, team) of a ticket the agent may see; cached per connection."""

@@ -216,7 +216,10 @@ class WidgetConnection(Connection):
             and ticket.contact_id == self.visitor.contact_id
         )
         if not ok:
-            self.ignored.add(ticket_id)
+            if ticket is not None:
+                # Not for a ticket that is gone: SQLite may give its id to this
+                # visitor's next conversation.
+                self.ignored.add(ticket_id)
             return False
         self.cursors.start(ticket_id, 0)
         self.current = ticket_id

@@ -130,6 +130,10 @@ async def test_presence_away_and_requeue_on_agent_loss(
     # Sam's assigned stream delivers the whole conversation from its start.
     first = await sam.expect("event", lambda f: f["ticket"] == ticket and f["kind"] == "message")
     assert first["body"] == "anyone?" and first["seq"] == 1
+    # ...and the ticket row's update that came with the assignment (same commit).
+    row = await sam.expect("ticket", lambda f: f["ticket"]["id"] == ticket)
+    assert row["action"] == "updated"
+    assert row["ticket"]["assignee_id"] == workspace.agent_ids["supervisor"]
     await w.close()
     await sam.close()
 
