@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, func, or_, text
+from sqlalchemy import and_, func, or_
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -30,7 +30,7 @@ from app.models import (
 from app.models.base import utcnow
 from app.services.actors import Actor
 from app.services.errors import Invalid
-from app.services.tickets import ticket_public, visibility_clause
+from app.services.tickets import tag_clause, ticket_public, visibility_clause
 from app.services.workspaces import team_ids_by_agent
 
 VIEWS = ("mine", "unassigned", "teams", "all")
@@ -71,17 +71,6 @@ def check_query(query: InboxQuery) -> InboxQuery:
     return query
 
 
-def has_tag(session: AsyncSession, tag: str) -> ColumnElement[bool]:
-    # Bound on the text clause itself: ClauseElement.params() is deprecated in SQLAlchemy 2.1.
-    if session.bind is not None and session.bind.dialect.name == "postgresql":
-        return text("CAST(ticket.tags AS JSONB) ? :tag").bindparams(tag=tag)  # type: ignore[return-value]
-    return exists(
-        select(1)
-        .select_from(func.json_each(Ticket.tags))
-        .where(text("value = :tag").bindparams(tag=tag))
-    )
-
-
 async def inbox_rows(
     session: AsyncSession, actor: Actor, query: InboxQuery
 ) -> list[dict[str, Any]]:
@@ -107,7 +96,7 @@ async def inbox_rows(
     if query.team_id is not None:
         stmt = stmt.where(Ticket.team_id == query.team_id)
     if query.tag:
-        stmt = stmt.where(has_tag(session, query.tag.strip().lower()))
+        stmt = stmt.where(tag_clause(session, query.tag.strip().lower()))
     if query.updated_since is not None:
         stmt = stmt.where(col(Ticket.updated_at) >= query.updated_since)
     if query.ticket_ids is not None:

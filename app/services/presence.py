@@ -21,6 +21,7 @@ from app.events import UnitOfWork, workspace_topic
 from app.models import Agent, AgentPresence, AgentRouting, AgentTeam
 from app.models.base import utcnow
 from app.services.errors import Invalid
+from app.services.sql_dialect import is_postgres
 
 AVAILABLE = "available"
 AWAY = "away"
@@ -46,9 +47,7 @@ def _fresh_after(ttl: float, now: datetime | None = None) -> datetime:
 async def ensure_routing_row(session: AsyncSession, workspace_id: int, agent_id: int) -> None:
     """Insert the agent's routing row unless it exists (safe when nodes race)."""
     values = {"agent_id": agent_id, "workspace_id": workspace_id}
-    bind = session.bind
-    dialect = bind.dialect.name if bind is not None else "sqlite"
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    insert = postgresql.insert if is_postgres(session) else sqlite.insert
     stmt = insert(AgentRouting).values(**values).on_conflict_do_nothing()
     await session.exec(stmt)
 

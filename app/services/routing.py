@@ -21,6 +21,7 @@ from app.models import Agent, AgentRouting, Channel, Ticket, TicketStatus
 from app.models.base import utcnow
 from app.services import presence
 from app.services.actors import Actor
+from app.services.sql_dialect import is_postgres
 from app.services.tickets import do_update_ticket
 
 OPEN_CHAT_STATUSES = (TicketStatus.new, TicketStatus.open, TicketStatus.pending)
@@ -33,8 +34,7 @@ EPOCH = datetime(1970, 1, 1).astimezone()
 async def xact_lock(session: AsyncSession, space: int, key: int) -> None:
     """Serialise a critical section across nodes on PostgreSQL (SQLite already
     serialises every write transaction with BEGIN IMMEDIATE)."""
-    bind = session.bind
-    if bind is not None and bind.dialect.name == "postgresql":
+    if is_postgres(session):
         await session.exec(  # type: ignore[call-overload]
             text("SELECT pg_advisory_xact_lock(:a, :b)").bindparams(a=space, b=key)
         )

@@ -40,6 +40,7 @@ from app.models import ActorType, Ticket, TicketEvent
 from app.models.ticket import CUSTOMER_VISIBLE_KINDS
 from app.services.actors import Actor
 from app.services.errors import Invalid
+from app.services.sql_dialect import dialect_of
 
 MAX_QUERY_CHARS = 500
 MAX_TERMS = 32
@@ -83,11 +84,6 @@ def fts5_query(q: str) -> str | None:
     if not terms:
         return None
     return " ".join('"' + term.replace('"', '""') + '"' for term in terms)
-
-
-def _dialect(session: AsyncSession) -> str:
-    bind = session.get_bind()
-    return bind.dialect.name
 
 
 def _event_filters(workspace_id: int, actor: Actor | None) -> list[ColumnElement[bool]]:
@@ -161,7 +157,7 @@ async def _ranked(
     actor: Actor | None,
     limit: int,
 ) -> list[tuple[int, float, str, int | None]]:
-    dialect = _dialect(session)
+    dialect = dialect_of(session)
     if dialect == "sqlite":
         match = fts5_query(q)
         if match is None:
@@ -206,7 +202,7 @@ async def _snippets(
     session: AsyncSession, q: str, ticket_ids: list[int], event_ids: list[int]
 ) -> dict[tuple[str, int], str]:
     out: dict[tuple[str, int], str] = {}
-    if _dialect(session) == "sqlite":
+    if dialect_of(session) == "sqlite":
         match = fts5_query(q)
         for source, fts, ids in (
             ("subject", "fts_ticket", ticket_ids),

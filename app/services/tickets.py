@@ -30,6 +30,7 @@ from app.services import webhook_outbox
 from app.services.actors import Actor
 from app.services.errors import Conflict, Forbidden, Invalid, NotFound
 from app.services.row_insert import insert_row
+from app.services.sql_dialect import is_postgres
 from app.services.timeline import do_append_event, find_by_client_id, iso
 from app.services.workspaces import get_agent, get_inbox, get_team
 
@@ -534,7 +535,8 @@ def decode_cursor(cursor: str) -> list[Any]:
 
 
 def tag_clause(session: AsyncSession, tag: str) -> ColumnElement[bool]:
-    if session.bind is not None and session.bind.dialect.name == "postgresql":
+    # Bound on the text clause itself: ClauseElement.params() is deprecated in SQLAlchemy 2.1.
+    if is_postgres(session):
         return text("CAST(ticket.tags AS JSONB) ? :tag").bindparams(tag=tag)  # type: ignore[return-value]
     return exists(
         select(1)

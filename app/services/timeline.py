@@ -26,6 +26,7 @@ from app.services import webhook_outbox
 from app.services.actors import Actor
 from app.services.errors import Invalid
 from app.services.row_insert import core_connection, insert_row
+from app.services.sql_dialect import dialect_of
 
 MAX_BODY_CHARS = 100_000
 
@@ -125,11 +126,6 @@ async def _store(
     await insert_row(session, event)
 
 
-def _writers_serialised(session: AsyncSession) -> bool:
-    bind = session.bind
-    return bind is not None and bind.dialect.name == "sqlite"
-
-
 async def do_append_event(
     uow: UnitOfWork,
     ticket: Ticket,
@@ -180,7 +176,7 @@ async def do_append_event(
         client_id=client_id,
         created_at=now,
     )
-    if client_id is None or _writers_serialised(uow.session):
+    if client_id is None or dialect_of(uow.session) == "sqlite":
         # SQLite serialises writers (BEGIN IMMEDIATE holds the lock from the start; a
         # deferred transaction cannot upgrade a stale snapshot), so the client_id
         # looked up in this transaction cannot have been stored by anyone since: the
