@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.requests import Request
@@ -77,20 +78,33 @@ class MetricsMiddleware:
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         outer_root = str(scope.get("root_path", ""))
-        gauge: Any = None
+        await serve_counted(
+            lambda counted: self.app(scope, receive, counted),
+            send,
+            lambda: route_template(scope, outer_root),
+        )
 
-        async def send_wrapper(message: Message) -> None:
-            nonlocal gauge
-            await send(message)
-            if message["type"] == "websocket.accept" and gauge is None:
-                gauge = WEBSOCKET_CONNECTIONS.labels(route_template(scope, outer_root))
-                gauge.inc()
 
-        try:
-            await self.app(scope, receive, send_wrapper)
-        finally:
-            if gauge is not None:
-                gauge.dec()
+async def serve_counted(
+    serve: Callable[[Send], Awaitable[None]], send: Send, route: Callable[[], str]
+) -> None:
+    """Run a websocket's `serve(send)`, counting it as open from its accept on.
+
+    `route()` is asked once accepted (the router has matched by then)."""
+    gauge: Any = None
+
+    async def counted(message: Message) -> None:
+        nonlocal gauge
+        await send(message)
+        if message["type"] == "websocket.accept" and gauge is None:
+            gauge = WEBSOCKET_CONNECTIONS.labels(route())
+            gauge.inc()
+
+    try:
+        await serve(counted)
+    finally:
+        if gauge is not None:
+            gauge.dec()
 
 
 async def metrics(_request: Request) -> Response:

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
-from app.metrics import WEBSOCKET_CONNECTIONS
+from app.web.metrics import serve_counted
 
 Endpoint = Callable[[WebSocket], Awaitable[None]]
 
@@ -26,26 +26,14 @@ class DirectWebsockets:
     def __init__(self, app: ASGIApp, endpoints: Mapping[str, Endpoint]) -> None:
         self.app = app
         self.endpoints = dict(endpoints)
-        # The same gauge and label the metrics middleware uses for routed websockets.
-        self.gauges = {path: WEBSOCKET_CONNECTIONS.labels(path) for path in self.endpoints}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         endpoint = self.endpoints.get(scope["path"]) if scope["type"] == "websocket" else None
         if endpoint is None:
             await self.app(scope, receive, send)
             return
-        gauge = self.gauges[scope["path"]]
-        accepted = False
-
-        async def counted(message: Message) -> None:
-            nonlocal accepted
-            await send(message)
-            if not accepted and message["type"] == "websocket.accept":
-                accepted = True
-                gauge.inc()
-
-        try:
-            await endpoint(WebSocket(scope, receive, counted))
-        finally:
-            if accepted:
-                gauge.dec()
+        path = scope["path"]
+        # Counted like routed websockets, under the same gauge and label.
+        await serve_counted(
+            lambda counted: endpoint(WebSocket(scope, receive, counted)), send, lambda: path
+        )

@@ -67,7 +67,11 @@ class _FrameWork:
 
     async def put(self, frame: dict[str, Any]) -> None:
         self.pending.append(frame)
-        if self.task is None or self.task.done():
+        if self.task is None:
+            self.start()
+        elif self.task.done():
+            if not self.task.cancelled() and self.task.exception() is not None:
+                return  # it failed: the session ends as soon as `_finished` runs
             self.start()
         while len(self.pending) >= FRAME_BACKLOG:  # backpressure: stop reading
             self.room = asyncio.get_running_loop().create_future()
@@ -77,7 +81,8 @@ class _FrameWork:
     async def stop(self) -> None:
         # A done callback may already be scheduled: it must not cancel what follows.
         self.reading = False
-        await cancel_and_wait(self.task)
+        if self.task is not None and not self.task.done():
+            await cancel_and_wait(self.task)
 
     async def _work(self, first: Callable[[], Awaitable[None]] | None) -> None:
         if first is not None:
@@ -91,10 +96,8 @@ class _FrameWork:
     def _finished(self, task: asyncio.Task[None]) -> None:
         # A handler that raised (the peer went away while we answered, or a bug) ends
         # the session: interrupt the read the connection's task is waiting in.
-        if task.cancelled() or not self.reading:
-            return
-        error = task.exception()
-        if error is not None and self.failure is None:
+        error = None if task.cancelled() else task.exception()  # retrieved either way
+        if error is not None and self.reading and self.failure is None:
             self.failure = error
             self.reader.cancel()
 
