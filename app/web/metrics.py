@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from starlette.requests import Request
@@ -78,33 +78,35 @@ class MetricsMiddleware:
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         outer_root = str(scope.get("root_path", ""))
-        await serve_counted(
-            lambda counted: self.app(scope, receive, counted),
-            send,
-            lambda: route_template(scope, outer_root),
-        )
+        counted = CountedSend(send, lambda: route_template(scope, outer_root))
+        try:
+            await self.app(scope, receive, counted)
+        finally:
+            counted.closed()
 
 
-async def serve_counted(
-    serve: Callable[[Send], Awaitable[None]], send: Send, route: Callable[[], str]
-) -> None:
-    """Run a websocket's `serve(send)`, counting it as open from its accept on.
+class CountedSend:
+    """A websocket's `send` that counts it as open from its accept on; call `closed()`
+    when it has ended. `route()` is asked once accepted (the router has matched by
+    then). An object, not a closure: thousands of idle websockets each hold one."""
 
-    `route()` is asked once accepted (the router has matched by then)."""
-    gauge: Any = None
+    __slots__ = ("gauge", "route", "send")
 
-    async def counted(message: Message) -> None:
-        nonlocal gauge
-        await send(message)
-        if message["type"] == "websocket.accept" and gauge is None:
-            gauge = WEBSOCKET_CONNECTIONS.labels(route())
-            gauge.inc()
+    def __init__(self, send: Send, route: Callable[[], str]) -> None:
+        self.send = send
+        self.route = route
+        self.gauge: Any = None
 
-    try:
-        await serve(counted)
-    finally:
-        if gauge is not None:
-            gauge.dec()
+    async def __call__(self, message: Message) -> None:
+        await self.send(message)
+        if message["type"] == "websocket.accept" and self.gauge is None:
+            self.gauge = WEBSOCKET_CONNECTIONS.labels(self.route())
+            self.gauge.inc()
+
+    def closed(self) -> None:
+        if self.gauge is not None:
+            self.gauge.dec()
+            self.gauge = None
 
 
 async def metrics(_request: Request) -> Response:

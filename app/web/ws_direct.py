@@ -11,11 +11,12 @@ registered with the router, which serves them whenever this shortcut is absent.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
+from functools import partial
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
-from app.web.metrics import serve_counted
+from app.web.metrics import CountedSend
 
 Endpoint = Callable[[WebSocket], Awaitable[None]]
 
@@ -26,14 +27,16 @@ class DirectWebsockets:
     def __init__(self, app: ASGIApp, endpoints: Mapping[str, Endpoint]) -> None:
         self.app = app
         self.endpoints = dict(endpoints)
+        self.routes = {path: partial(str, path) for path in self.endpoints}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         endpoint = self.endpoints.get(scope["path"]) if scope["type"] == "websocket" else None
         if endpoint is None:
             await self.app(scope, receive, send)
             return
-        path = scope["path"]
         # Counted like routed websockets, under the same gauge and label.
-        await serve_counted(
-            lambda counted: endpoint(WebSocket(scope, receive, counted)), send, lambda: path
-        )
+        counted = CountedSend(send, self.routes[scope["path"]])
+        try:
+            await endpoint(WebSocket(scope, receive, counted))
+        finally:
+            counted.closed()
