@@ -4,9 +4,11 @@ The channel's group commit (`channels.email.ingest`) hands over every mail that
 queued while the previous transaction ran. Per batch, not per mail: the lookups
 (`email_lookups`, at most three queries), one multi-row INSERT of the mail rows and
 one of their attachments' rows, one UPDATE per table linking rows to their tickets
-and events, and the ticket numbers taken from the counter at once (unused ones given
-back). What stays per mail is the ticket and its event
-(`email_ingest.do_ingest_email`).
+and events, the ticket numbers taken from the counter at once (unused ones given back), and
+the new tickets and their events queued (`ticket_batch`) and inserted together:
+one multi-row INSERT per table each time the queue is flushed. It is flushed when a
+mail must see a queued ticket (it replies to a mail of the batch) or cannot be
+queued itself, and at the end; so rows and announcements keep the arrival order.
 
 Use: `open` (dedupe, raw sources and attachments, rows), then for each item in order
 `thread_facts`, decide, `store`; then `finish`, then commit.
@@ -38,6 +40,8 @@ from app.services.email_ingest import (
     mail_values,
 )
 from app.services.email_lookups import MailKeys, MailLookups
+from app.services.row_insert import insert_rows
+from app.services.ticket_batch import TimelineBatch
 
 
 @dataclass
@@ -68,8 +72,6 @@ class BatchItem:
 _INSERT_MAILS = insert(MailMessage).returning(
     col(MailMessage.id), col(MailMessage.inbox_id), col(MailMessage.message_id)
 )
-# In parameter order: the ids are handed back to the mails in the order they were given.
-_INSERT_FILES = insert(Attachment).returning(col(Attachment.id), sort_by_parameter_order=True)
 
 
 class IngestBatch:
@@ -90,6 +92,7 @@ class IngestBatch:
         self.mail_ids: list[int | None] = [None] * len(items)  # None: a duplicate
         self.files: list[StoredFiles] = [StoredFiles()] * len(items)
         self.links = PendingLinks()
+        self.queue = TimelineBatch()
 
     @classmethod
     async def open(
@@ -161,15 +164,18 @@ class IngestBatch:
         ids: dict[int, list[int]] = {}
         if files.attachments:
             connection = await self.uow.session.connection()
-            result = await connection.execute(_INSERT_FILES, files.attachments)
-            for file_id, index in zip(result.scalars().all(), files.owners, strict=True):
-                assert file_id is not None
+            table = Attachment.__table__  # type: ignore[attr-defined]
+            file_ids = await insert_rows(connection, table, files.attachments)
+            for file_id, index in zip(file_ids, files.owners, strict=True):
                 ids.setdefault(index, []).append(file_id)
         for index, reasons in files.skipped.items():
             self.files[index] = StoredFiles(tuple(ids.get(index, ())), tuple(reasons))
 
     async def thread_facts(self, index: int) -> ThreadFacts:
         item = self.items[index]
+        known = self.known[item.inbox.workspace_id]
+        if known.waits_for_pending(item.thread_ids, item.subject_number):
+            await self.queue.flush(self.uow)
         return await lookup_thread(
             self.uow.session,
             item.inbox.workspace_id,
@@ -203,11 +209,13 @@ class IngestBatch:
             files=self.files[index],
             known=known,
             links=self.links,
+            queue=self.queue,
         )
 
     async def finish(self) -> None:
         """Link every stored row to its ticket and event, give back unused ticket
         numbers; then the caller commits."""
+        await self.queue.flush(self.uow)
         await self.links.write(self.uow.session)
         for known in self.known.values():
             await known.numbers.give_back(self.uow.session)

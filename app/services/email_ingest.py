@@ -36,13 +36,14 @@ from app.models import (
     TicketStatus,
 )
 from app.models.base import utcnow
-from app.services import email_outbox
+from app.services import email_outbox, timeline
 from app.services.actors import Actor
 from app.services.attachments import safe_filename, write_blob
 from app.services.contacts import IdentityIn, do_resolve_contact
 from app.services.email_lookups import MAX_THREAD_IDS, MailLookups
 from app.services.errors import Invalid
 from app.services.inbox_addresses import address_key
+from app.services.ticket_batch import QueuedEvent, TimelineBatch, can_append
 from app.services.tickets import do_create_ticket, do_customer_message
 from app.services.timeline import MAX_BODY_CHARS
 
@@ -164,7 +165,7 @@ async def lookup_thread(
     addresses: frozenset[str] = frozenset()
     if subject_number is not None:
         found = known.ticket_numbered(subject_number)
-        ticket = await _live_ticket(session, workspace_id, found.id or 0) if found else None
+        ticket = await _live_ticket(session, workspace_id, found) if found is not None else None
         if ticket is not None:
             subject_ticket = ticket.id
             contact = await session.get(Contact, ticket.contact_id) if ticket.contact_id else None
@@ -301,7 +302,11 @@ def file_values(
 
 
 async def _sender_contact(
-    uow: UnitOfWork, workspace_id: int, mail: IncomingMail, known: MailLookups
+    uow: UnitOfWork,
+    workspace_id: int,
+    mail: IncomingMail,
+    known: MailLookups,
+    queued: TimelineBatch | None,
 ) -> Contact | None:
     if not mail.sender_email:
         return None
@@ -313,6 +318,8 @@ async def _sender_contact(
             uow.session.add(contact)
         return contact
     # A sender the batch does not know yet: look up once more (cheap), or create.
+    if queued is not None:
+        await queued.flush(uow)  # a new contact is announced after the mails before it
     try:
         contact, _ = await do_resolve_contact(
             uow, workspace_id, IdentityIn(IdentityKind.email, mail.sender_email), name=name
@@ -324,9 +331,13 @@ async def _sender_contact(
 
 
 def _participants(ticket: Ticket, inbox: Inbox, mail: IncomingMail) -> list[str]:
+    return _with_participants(ticket.participants, inbox, mail)
+
+
+def _with_participants(participants: list[str], inbox: Inbox, mail: IncomingMail) -> list[str]:
     ours = {(inbox.address or "").lower()}
     sender = (mail.sender_email or "").lower()
-    current = list(ticket.participants)
+    current = list(participants)
     for address in (*mail.cc, *mail.to):
         address = address.strip().lower()
         base = address.split("+", 1)[0] + "@" + address.rpartition("@")[2]
@@ -356,12 +367,17 @@ async def do_ingest_email(
     files: StoredFiles,
     known: MailLookups,
     links: PendingLinks,
+    queue: TimelineBatch | None = None,
 ) -> IngestResult:
     """Put one stored inbound mail (row `mail_id`, its attachments `files`, see
     `email_batch`) on a ticket.
 
     The caller writes `links` and commits; nothing is published before that.
-    `known` is kept current, so later mails of the same batch see this one."""
+    `known` is kept current, so later mails of the same batch see this one.
+
+    With `queue`, the ticket and event are queued there when they can be (the
+    result's ids are set when the caller flushes it); what cannot be queued is
+    written at once, after flushing what was queued before it."""
     assert inbox.id is not None
     if mail.bounce is not None:
         result = await _handle_bounce(uow, inbox, mail, mail_id, links)
@@ -370,7 +386,7 @@ async def do_ingest_email(
 
     ws = inbox.workspace_id
     system = Actor.system(ws, name=inbox.name or "Email")
-    contact = await _sender_contact(uow, ws, mail, known)
+    contact = await _sender_contact(uow, ws, mail, known, queue)
     author = (
         Actor.contact(ws, contact.id, contact.name or contact.email or "")
         if contact is not None and contact.id is not None
@@ -403,6 +419,13 @@ async def do_ingest_email(
     }
     if linked_from is not None:
         payload["linked_ticket_id"] = linked_from
+    if queue is not None:
+        if _queueable(inbox, ticket):
+            return await _enqueue(
+                uow, queue, inbox, mail, ticket, contact, author, body, payload, mail_id, files,
+                known, links,
+            )  # fmt: skip
+        await queue.flush(uow)  # written in arrival order
     created = ticket is None
     if ticket is None:
         # With its first message: the ticket is inserted with that event's seq
@@ -453,6 +476,86 @@ async def do_ingest_email(
     known.remember_mail(inbox.id, mail.message_id[:255], ticket.id)
     if created:
         known.remember_ticket(ticket)
+    return result
+
+
+def _queueable(inbox: Inbox, ticket: Ticket | None) -> bool:
+    # Queued events are rows, not ORM objects, and the timeline hooks are not run for
+    # them: only while the one hook there is email_outbox's, which acts on email_out
+    # and chat events only, never on email_in.
+    if any(hook is not email_outbox.on_timeline_event for hook in timeline.event_hooks):
+        return False
+    if ticket is None:
+        return not inbox.auto_ack  # an acknowledgement is written with its ticket
+    return can_append(ticket)
+
+
+async def _enqueue(
+    uow: UnitOfWork,
+    queue: TimelineBatch,
+    inbox: Inbox,
+    mail: IncomingMail,
+    ticket: Ticket | None,
+    contact: Contact | None,
+    author: Actor,
+    body: str,
+    payload: dict[str, Any],
+    mail_id: int,
+    files: StoredFiles,
+    known: MailLookups,
+    links: PendingLinks,
+) -> IngestResult:
+    """The rest of `do_ingest_email`, with the ticket and event queued in `queue`."""
+    assert inbox.id is not None
+    inbox_id, message_id = inbox.id, mail.message_id[:255]
+    now = utcnow()
+    number: int | None = None
+    event: QueuedEvent
+    if ticket is None:
+        number = await known.numbers.take(uow.session)
+        new, event = queue.open_ticket(
+            Actor.system(inbox.workspace_id, name=inbox.name or "Email"),
+            number=number,
+            subject=mail.subject or "(no subject)",
+            contact_id=contact.id if contact else None,
+            channel=Channel.email,
+            inbox_id=inbox.id,
+            team_id=inbox.team_id,
+            message=body[:MAX_BODY_CHARS],
+            message_kind=EventKind.email_in,
+            message_actor=author,
+            message_payload=payload,
+            now=now,
+        )
+        participants = _with_participants([], inbox, mail)
+        if participants:
+            new.later["participants"] = participants
+        known.remember_pending(message_id, number)
+    else:
+        event = queue.append(
+            ticket, author, body=body[:MAX_BODY_CHARS], kind=EventKind.email_in, payload=payload,
+            now=now,
+        )  # fmt: skip
+        participants = _participants(ticket, inbox, mail)
+        if participants != ticket.participants:
+            ticket.participants = participants
+            uow.session.add(ticket)
+        known.remember_mail(inbox_id, message_id, ticket.id)
+    result = IngestResult(
+        IngestStatus.created if ticket is None else IngestStatus.appended, mail_id=mail_id
+    )
+
+    def stored(event: QueuedEvent) -> None:
+        ticket_id = event.ticket_id
+        result.ticket_id, result.event_id = ticket_id, event.id
+        links.mails.append({"row_id": mail_id, "ticket": ticket_id, "event": event.id})
+        for file_id in files.ids:
+            links.files.append({"row_id": file_id, "ticket": ticket_id, "event": event.id})
+        if number is not None:
+            known.remember_mail(inbox_id, message_id, ticket_id)
+            known.remember_number(number, ticket_id)
+
+    event.stored = stored
     return result
 
 

@@ -23,6 +23,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from app.models import Contact, ContactIdentity, IdentityKind, MailMessage, Ticket
 from app.services.contacts import normalize_identity
 from app.services.errors import Invalid
+from app.services.row_insert import core_connection
 from app.services.tickets import return_numbers, take_numbers
 
 MAX_THREAD_IDS = 60
@@ -95,7 +96,11 @@ class MailLookups:
     numbers: TicketNumbers
     stored: set[tuple[int, str]] = field(default_factory=set)  # (inbox_id, message_id)
     owners: dict[str, int] = field(default_factory=dict)  # message_id -> ticket_id
-    numbered: dict[int, Ticket] = field(default_factory=dict)
+    numbered: dict[int, int] = field(default_factory=dict)  # ticket number -> ticket_id
+    # Mails of this batch whose new ticket is queued, not yet inserted (no id yet):
+    # their Message-IDs and ticket numbers.
+    pending_ids: set[str] = field(default_factory=set)
+    pending_numbers: set[int] = field(default_factory=set)
     # normalized email -> contact (None: no contact has it)
     contacts: dict[str, Contact | None] = field(default_factory=dict)
     # The session's identity map holds rows weakly: these keep the loaded tickets and
@@ -112,9 +117,9 @@ class MailLookups:
             ids.update(list(dict.fromkeys(m.thread_ids))[:MAX_THREAD_IDS])
         if ids:
             params = {"workspace_id": workspace_id, "ids": list(ids)}
-            for message_id, inbox_id, ticket_id in (
-                await session.exec(_MAILS, params=params)
-            ).all():
+            # Plain columns: through Core (the ORM would add several times the cost).
+            connection = await core_connection(session)
+            for message_id, inbox_id, ticket_id in (await connection.execute(_MAILS, params)).all():
                 known.stored.add((inbox_id, message_id))
                 if ticket_id is not None:
                     known.owners[message_id] = ticket_id
@@ -129,8 +134,8 @@ class MailLookups:
             }
             for ticket in (await session.exec(_TICKETS, params=params2)).all():
                 known._keep.append(ticket)
-                if ticket.number in numbers:
-                    known.numbered[ticket.number] = ticket
+                if ticket.number in numbers and ticket.id is not None:
+                    known.numbered[ticket.number] = ticket.id
         emails = {_email_key(m.sender_email) for m in mails if m.sender_email}
         await known._load_contacts(session, [e for e in emails if e is not None])
         return known
@@ -154,7 +159,8 @@ class MailLookups:
     def owners_of(self, message_ids: Iterable[str]) -> dict[str, int]:
         return {m: self.owners[m] for m in message_ids if m in self.owners}
 
-    def ticket_numbered(self, number: int) -> Ticket | None:
+    def ticket_numbered(self, number: int) -> int | None:
+        """The id of the workspace's ticket with this number, if the batch knows it."""
         return self.numbered.get(number)
 
     def contact(self, email: str) -> Contact | None:
@@ -164,12 +170,30 @@ class MailLookups:
 
     def remember_mail(self, inbox_id: int, message_id: str, ticket_id: int | None) -> None:
         self.stored.add((inbox_id, message_id))
+        self.pending_ids.discard(message_id)
         if ticket_id is not None:
             self.owners[message_id] = ticket_id
 
     def remember_ticket(self, ticket: Ticket) -> None:
-        self.numbered[ticket.number] = ticket
+        assert ticket.id is not None
+        self.remember_number(ticket.number, ticket.id)
         self._keep.append(ticket)
+
+    def remember_number(self, number: int, ticket_id: int) -> None:
+        self.numbered[number] = ticket_id
+        self.pending_numbers.discard(number)
+
+    def remember_pending(self, message_id: str, number: int) -> None:
+        """A mail whose new ticket is queued: `remember_mail` and `remember_number`
+        follow once it has an id."""
+        self.pending_ids.add(message_id)
+        self.pending_numbers.add(number)
+
+    def waits_for_pending(self, thread_ids: Iterable[str], subject_number: int | None) -> bool:
+        """Would threading a mail with these keys need a ticket that is still queued?"""
+        if subject_number is not None and subject_number in self.pending_numbers:
+            return True
+        return bool(self.pending_ids) and any(m in self.pending_ids for m in thread_ids)
 
     def remember_contact(self, email: str, contact: Contact | None) -> None:
         key = _email_key(email)

@@ -189,7 +189,7 @@ async def _offline_chat_answer(uow: UnitOfWork, ticket: Ticket, event: TicketEve
     }
 
 
-async def _on_event(uow: UnitOfWork, ticket: Ticket, event: TicketEvent) -> None:
+async def on_timeline_event(uow: UnitOfWork, ticket: Ticket, event: TicketEvent) -> None:
     """Timeline hook: an email_out event on an email ticket becomes an outbox row,
     and so does an agent's chat answer to a customer who is not in the widget."""
     if event.kind is EventKind.message and ticket.channel is Channel.chat:
@@ -233,8 +233,8 @@ async def _on_event(uow: UnitOfWork, ticket: Ticket, event: TicketEvent) -> None
 
 def install() -> None:
     """Register the timeline hook once per process (idempotent)."""
-    if _on_event not in timeline.event_hooks:
-        timeline.event_hooks.append(_on_event)
+    if on_timeline_event not in timeline.event_hooks:
+        timeline.event_hooks.append(on_timeline_event)
 
 
 # -- worker side -------------------------------------------------------------------

@@ -29,7 +29,7 @@ from app.models.ticket import EventKind
 from app.services import webhook_outbox
 from app.services.actors import Actor
 from app.services.errors import Conflict, Forbidden, Invalid, NotFound
-from app.services.row_insert import insert_row
+from app.services.row_insert import core_connection, insert_row
 from app.services.sql_dialect import is_postgres
 from app.services.timeline import do_append_event, find_by_client_id, iso
 from app.services.workspaces import get_agent, get_inbox, get_team
@@ -162,9 +162,11 @@ _RETURN_NUMBERS = (
 
 async def take_numbers(session: AsyncSession, workspace_id: int, count: int) -> range:
     """Reserve `count` ticket numbers at once, for tickets this transaction creates
-    (`do_create_ticket(number=...)`); hand the unused ones back with `return_numbers`."""
+    (`do_create_ticket(number=...)`); hand the unused ones back with `return_numbers`.
+    Core statements: an ORM one costs about three times as much, on a hot path."""
     params = {"workspace_id": workspace_id, "count": count}
-    top = int((await session.exec(_TAKE_NUMBERS, params=params)).scalar_one())
+    connection = await core_connection(session)
+    top = int((await connection.execute(_TAKE_NUMBERS, params)).scalar_one())
     return range(top - count + 1, top + 1)
 
 
@@ -173,7 +175,8 @@ async def return_numbers(session: AsyncSession, workspace_id: int, unused: range
     nobody took a number after it (this transaction holds the counter, so only itself)."""
     if unused:
         params = {"workspace_id": workspace_id, "top": unused[-1], "last": unused[0] - 1}
-        await session.exec(_RETURN_NUMBERS, params=params)
+        connection = await core_connection(session)
+        await connection.execute(_RETURN_NUMBERS, params)
 
 
 async def _check_refs(

@@ -1,0 +1,318 @@
+"""Open tickets and append customer messages for many inbound messages at once.
+
+The inbound email path stores a group-commit batch of mails in one transaction
+(`email_batch`). Written one by one, every new ticket and every message is an ORM
+object (building one costs more than its INSERT) and a statement of its own. Here
+they are queued as plain row values, and `flush` writes them with one multi-row
+INSERT per table plus one counter UPDATE per existing ticket that got messages.
+
+What reaches the database, the bus and the webhook outbox is what
+`tickets.do_create_ticket(message=...)` and `tickets.do_customer_message` write
+for the same input, in the same order. Not covered (callers take those functions
+instead, after a `flush`): client ids, messages that reopen a ticket, agents'
+messages (first response time), and events a timeline hook wants to see (the
+hooks are not run here). A queued message cannot go to a ticket still queued:
+flush first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Table, bindparam, update
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlmodel import col
+
+from app.events import (
+    TicketEventPublished,
+    UnitOfWork,
+    contact_topic,
+    ticket_topic,
+    workspace_topic,
+)
+from app.models import ActorType, Channel, Priority, Ticket, TicketEvent, TicketStatus
+from app.models.base import TZDateTime
+from app.models.ticket import CUSTOMER_VISIBLE_KINDS, EventKind
+from app.services import webhook_outbox
+from app.services.actors import Actor
+from app.services.errors import Invalid
+from app.services.row_insert import core_connection, insert_rows
+from app.services.tickets import REOPEN_ON_CUSTOMER, check_subject
+from app.services.timeline import MAX_BODY_CHARS, iso
+
+_TICKETS: Table = Ticket.__table__  # type: ignore[attr-defined]
+_EVENTS: Table = TicketEvent.__table__  # type: ignore[attr-defined]
+
+# Like `timeline._next_seq`, for several messages of one ticket at once.
+_TAKE_SEQS = (
+    update(Ticket)
+    .where(col(Ticket.id) == bindparam("ticket_id"))
+    .values(
+        last_seq=col(Ticket.last_seq) + bindparam("count"),
+        updated_at=bindparam("now", type_=TZDateTime()),
+    )
+    .returning(col(Ticket.last_seq))
+    .execution_options(synchronize_session=False)
+)
+
+
+@dataclass
+class NewTicket:
+    """A ticket row to insert with its first message (seq 1)."""
+
+    values: dict[str, Any]
+    # Changed after the ticket was announced (ticket.created shows the row without
+    # them, as the one-by-one path announces it), but written with its INSERT.
+    later: dict[str, Any] = field(default_factory=dict)
+    id: int | None = None
+
+    @property
+    def workspace_id(self) -> int:
+        return int(self.values["workspace_id"])
+
+    @property
+    def contact_id(self) -> int | None:
+        contact_id: int | None = self.values["contact_id"]
+        return contact_id
+
+    @property
+    def team_id(self) -> int | None:
+        team_id: int | None = self.values["team_id"]
+        return team_id
+
+
+@dataclass
+class QueuedEvent:
+    """One message for the timeline; `id`, `seq` and `ticket_id` are set by `flush`,
+    which then calls `stored`."""
+
+    ticket: Ticket | NewTicket
+    values: dict[str, Any]
+    stored: Callable[[QueuedEvent], None] | None = None
+    id: int | None = None
+    seq: int = 0
+
+    @property
+    def ticket_id(self) -> int:
+        assert self.ticket.id is not None
+        return self.ticket.id
+
+
+def can_append(ticket: Ticket) -> bool:
+    """A customer message to this ticket can be queued (it does not reopen it)."""
+    return ticket.status not in REOPEN_ON_CUSTOMER
+
+
+def _event_values(
+    workspace_id: int,
+    kind: EventKind,
+    actor: Actor,
+    body: str,
+    payload: dict[str, Any],
+    now: datetime,
+) -> dict[str, Any]:
+    if len(body) > MAX_BODY_CHARS:
+        raise Invalid(f"body is longer than {MAX_BODY_CHARS} characters")
+    return {
+        "workspace_id": workspace_id,
+        "ticket_id": None,
+        "seq": 0,
+        "kind": kind,
+        "actor_type": actor.type,
+        "actor_id": actor.id,
+        "actor_name": actor.name,
+        "body": body,
+        "payload": payload,
+        "internal": False,
+        "client_id": None,
+        "created_at": now,
+    }
+
+
+def _ticket_public(ticket_id: int, v: dict[str, Any]) -> dict[str, Any]:
+    """`tickets.ticket_public` of a row given as values."""
+    return {
+        "id": ticket_id,
+        "number": v["number"],
+        "subject": v["subject"],
+        "status": v["status"].value,
+        "priority": v["priority"].value,
+        "channel": v["channel"].value,
+        "contact_id": v["contact_id"],
+        "assignee_id": v["assignee_id"],
+        "team_id": v["team_id"],
+        "inbox_id": v["inbox_id"],
+        "tags": v["tags"],
+        "custom_fields": v["custom_fields"],
+        "participants": v["participants"],
+        "last_seq": v["last_seq"],
+        "merged_into_id": v["merged_into_id"],
+        "created_at": iso(v["created_at"]),
+        "updated_at": iso(v["updated_at"]),
+        "first_response_at": iso(v["first_response_at"]),
+        "resolved_at": iso(v["resolved_at"]),
+        "closed_at": iso(v["closed_at"]),
+        "due_at": iso(v["due_at"]),
+    }
+
+
+def _event_public(event: QueuedEvent) -> dict[str, Any]:
+    """`timeline.event_public` of a stored queued event."""
+    v = event.values
+    return {
+        "id": event.id,
+        "ticket_id": event.ticket_id,
+        "seq": event.seq,
+        "kind": v["kind"].value,
+        "author": {"type": v["actor_type"].value, "id": v["actor_id"], "name": v["actor_name"]},
+        "body": v["body"],
+        "payload": v["payload"],
+        "internal": v["internal"],
+        "client_id": v["client_id"],
+        "created_at": iso(v["created_at"]),
+    }
+
+
+class TimelineBatch:
+    def __init__(self) -> None:
+        self.tickets: list[NewTicket] = []
+        self.events: list[QueuedEvent] = []
+
+    def __len__(self) -> int:
+        return len(self.events)
+
+    def open_ticket(
+        self,
+        actor: Actor,
+        *,
+        number: int,
+        subject: str,
+        contact_id: int | None,
+        channel: Channel,
+        inbox_id: int | None,
+        team_id: int | None,
+        message: str,
+        message_kind: EventKind,
+        message_actor: Actor,
+        message_payload: dict[str, Any],
+        now: datetime,
+    ) -> tuple[NewTicket, QueuedEvent]:
+        """`do_create_ticket(..., message=...)` of a system or integration actor
+        (sees all teams; the inbox, team and contact are known to exist)."""
+        assert message_actor.type is not ActorType.agent
+        ticket = NewTicket(
+            {
+                "workspace_id": actor.workspace_id,
+                "number": number,
+                "subject": check_subject(subject),
+                "status": TicketStatus.new,
+                "priority": Priority.normal,
+                "channel": channel,
+                "contact_id": contact_id,
+                "assignee_id": None,
+                "team_id": team_id,
+                "inbox_id": inbox_id,
+                "tags": [],
+                "custom_fields": {},
+                "participants": [],
+                "last_seq": 1,
+                "merged_into_id": None,
+                "created_at": now,
+                "updated_at": now,
+                "first_response_at": None,
+                "resolved_at": None,
+                "closed_at": None,
+                "due_at": None,
+            }
+        )
+        values = _event_values(
+            actor.workspace_id, message_kind, message_actor, message, message_payload, now
+        )
+        event = QueuedEvent(ticket, values, seq=1)
+        self.tickets.append(ticket)
+        self.events.append(event)
+        return ticket, event
+
+    def append(
+        self,
+        ticket: Ticket,
+        actor: Actor,
+        *,
+        body: str,
+        kind: EventKind,
+        payload: dict[str, Any],
+        now: datetime,
+    ) -> QueuedEvent:
+        """`do_customer_message` to a ticket it does not reopen (`can_append`)."""
+        assert ticket.id is not None and can_append(ticket)
+        assert actor.type is not ActorType.agent  # would set first_response_at
+        event = QueuedEvent(
+            ticket, _event_values(ticket.workspace_id, kind, actor, body, payload, now)
+        )
+        self.events.append(event)
+        return event
+
+    async def flush(self, uow: UnitOfWork) -> None:
+        """Write what is queued, then announce it (bus after commit, webhook outbox)."""
+        if not self.events:
+            return
+        tickets, self.tickets = self.tickets, []
+        events, self.events = self.events, []
+        connection = await core_connection(uow.session)
+        rows = [{**t.values, **t.later} for t in tickets]
+        for new, new_id in zip(tickets, await insert_rows(connection, _TICKETS, rows), strict=True):
+            new.id = new_id
+        # Existing tickets: take every queued message's seq with one UPDATE per ticket.
+        appended: dict[int, tuple[Ticket, list[QueuedEvent]]] = {}
+        for event in events:
+            if isinstance(event.ticket, Ticket):
+                appended.setdefault(event.ticket_id, (event.ticket, []))[1].append(event)
+        for ticket_id, (ticket, queued) in appended.items():
+            now = queued[-1].values["created_at"]
+            params = {"ticket_id": ticket_id, "count": len(queued), "now": now}
+            top = int((await connection.execute(_TAKE_SEQS, params)).scalar_one())
+            for seq, event in enumerate(queued, start=top - len(queued) + 1):
+                event.seq = seq
+            set_committed_value(ticket, "last_seq", top)
+            set_committed_value(ticket, "updated_at", now)
+        rows = [{**e.values, "ticket_id": e.ticket_id, "seq": e.seq} for e in events]
+        event_ids = await insert_rows(connection, _EVENTS, rows)
+        for event, event_id in zip(events, event_ids, strict=True):
+            event.id = event_id
+        for event in events:
+            await self._announce(uow, event)
+            if event.stored is not None:
+                event.stored(event)
+
+    async def _announce(self, uow: UnitOfWork, event: QueuedEvent) -> None:
+        """What `do_append_event` (and, for a new ticket, `do_create_ticket`) publish."""
+        ticket = event.ticket
+        ws, ticket_id = ticket.workspace_id, event.ticket_id
+        public = _event_public(event)
+        kind: EventKind = event.values["kind"]
+        published = TicketEventPublished(
+            workspace_id=ws,
+            ticket_id=ticket_id,
+            seq=event.seq,
+            kind=kind.value,
+            contact_id=ticket.contact_id,
+            team_id=ticket.team_id,
+            internal=event.values["internal"] or kind not in CUSTOMER_VISIBLE_KINDS,
+            event=public,
+        )
+        message = published.message()
+        uow.publish_on_commit(workspace_topic(ws), message)
+        uow.publish_on_commit(ticket_topic(ws, ticket_id), message)
+        if ticket.contact_id is not None:
+            uow.publish_on_commit(contact_topic(ws, ticket.contact_id), message)
+        await webhook_outbox.enqueue(
+            uow, ws, "ticket.event.created", {"ticket_id": ticket_id, "event": public}
+        )
+        if isinstance(ticket, NewTicket):
+            created = _ticket_public(ticket_id, ticket.values)
+            announced = {"type": "ticket.created", "ticket": created}
+            uow.publish_on_commit(workspace_topic(ws), announced)
+            await webhook_outbox.enqueue(uow, ws, "ticket.created", created)
