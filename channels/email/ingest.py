@@ -10,14 +10,12 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy.exc import IntegrityError, OperationalError
-
 from app.context import AppContext
 from app.events import UnitOfWork
+from app.group_commit import GroupCommit
 from app.models import Inbox
 from app.services.email_batch import BatchItem, IngestBatch
 from app.services.email_ingest import IncomingMail, IngestResult, MailFile
@@ -97,7 +95,7 @@ async def parse(raw: bytes, envelope_sender: str | None) -> ParsedEmail:
 
 
 async def _store_batch(
-    uow: UnitOfWork, ctx: AppContext, batch: Sequence[_Job]
+    uow: UnitOfWork, batch: Sequence[_Job], *, ctx: AppContext
 ) -> list[list[IngestResult]]:
     """Every mail of the batch for each of its inboxes, in arrival order (not committed)."""
     inboxes: dict[int, Inbox] = {}
@@ -153,119 +151,29 @@ class _Job:
     inbox_ids: list[int]
     token_ticket_id: int | None
     subject_number: int | None
-    done: asyncio.Future[list[IngestResult]]
 
 
-class IngestQueue:
-    """Group commit: mail that arrives while a transaction runs goes into the next one.
-
-    One writer task per process drains the queue; each transaction stores every
-    queued message (up to a bound) and commits once, and only then are the callers
-    answered, so "250 OK" still means "committed". Concurrent SMTP sessions thus
-    share one BEGIN/COMMIT, one inbox and webhook lookup, and on SQLite never wait
-    for each other's write lock. A lone message is written at once; only while mail
-    arrives concurrently does the writer wait `COMMIT_DELAY_SECONDS` for more.
-
-    A message that fails must not cost the others: the batch is rolled back and
-    every message of it is retried in a transaction of its own (cheaper than a
-    SAVEPOINT around each message, which would cost two statements per message
-    for a case that should not happen). Only a database-level failure (locked,
-    unreachable) fails the whole batch at once: retrying one by one would only
-    repeat the wait.
-    """
+class IngestQueue(GroupCommit[_Job, list[IngestResult]]):
+    """Group commit of inbound mail (app.group_commit): mail that arrives while a
+    transaction runs goes into the next one, and "250 OK" still means "committed".
+    Concurrent SMTP sessions share one BEGIN/COMMIT, one inbox and webhook lookup,
+    and on SQLite never wait for each other's write lock. A mail that fails is
+    retried alone, so one bad mail never fails the others; a locked or unreachable
+    database fails the batch (the SMTP clients get 451). An IntegrityError on a lone
+    mail is the same Message-ID committed concurrently by another process: on the
+    retry it is a duplicate."""
 
     def __init__(self, ctx: AppContext) -> None:
-        self.ctx = ctx
-        self.pending: deque[_Job] = deque()
-        self.writing = 0  # mails in the transaction now running
-        self.last_batch = 0
-        self.writer: asyncio.Task[None] | None = None
-
-    async def submit(self, job: _Job) -> list[IngestResult]:
-        self.pending.append(job)
-        writer = self.writer
-        if writer is None or writer.done():
-            self.writer = self.ctx.spawn(self._drain(), name="email-ingest-writer")
-        return await job.done
-
-    def _next_batch(self) -> list[_Job]:
-        batch: list[_Job] = []
-        size = 0
-        while self.pending and len(batch) < MAX_BATCH_MESSAGES and size < MAX_BATCH_BYTES:
-            job = self.pending.popleft()
-            if job.done.done():
-                continue  # the sender gave up (connection lost): it was never acknowledged
-            batch.append(job)
-            size += len(job.parsed.raw)
-        return batch
-
-    async def _drain(self) -> None:
-        batch: list[_Job] = []
-        try:
-            while self.pending:
-                if self.last_batch > 1 and len(self.pending) < MAX_BATCH_MESSAGES:
-                    await asyncio.sleep(COMMIT_DELAY_SECONDS)
-                else:
-                    # One turn of the loop: sessions whose DATA arrived with this
-                    # wake-up join the batch instead of waiting for the next commit.
-                    await asyncio.sleep(0)
-                batch = self._next_batch()
-                self.last_batch = self.writing = len(batch)
-                if batch:
-                    await self._write(batch)
-                batch = []
-                self.writing = 0
-            self.last_batch = 0  # idle: the next mail is written at once
-        except BaseException:
-            self.writing = self.last_batch = 0
-            # Cancelled at shutdown: nobody may wait forever (the SMTP client gets 451).
-            for job in [*batch, *self.pending]:
-                if not job.done.done():
-                    job.done.set_exception(RuntimeError("mail ingest stopped"))
-            self.pending.clear()
-            raise
-
-    async def _write(self, batch: list[_Job]) -> None:
-        try:
-            results = await self._transaction(batch)
-        except OperationalError as exc:
-            for job in batch:
-                _fail(job, exc)
-            return
-        except Exception as exc:
-            if len(batch) == 1:
-                _fail(batch[0], exc)
-                return
-            log.warning(
-                "a batch of %d mails failed (%s); storing them one by one",
-                len(batch),
-                type(exc).__name__,
-            )
-            for job in batch:
-                await self._write([job])
-            return
-        for job, result in zip(batch, results, strict=True):
-            if not job.done.done():
-                job.done.set_result(result)
-
-    async def _transaction(self, batch: list[_Job]) -> list[list[IngestResult]]:
-        for attempt in range(2):
-            try:
-                async with self.ctx.uow() as uow:
-                    results = await _store_batch(uow, self.ctx, batch)
-                    await uow.commit()
-                    return results
-            except IntegrityError:
-                # The same Message-ID committed concurrently by another process (or
-                # node): on the retry it is a duplicate.
-                if attempt or len(batch) > 1:
-                    raise
-        raise AssertionError("unreachable")
-
-
-def _fail(job: _Job, exc: BaseException) -> None:
-    if not job.done.done():
-        job.done.set_exception(exc)
+        super().__init__(
+            functools.partial(_store_batch, ctx=ctx),
+            ctx.uow,
+            ctx.spawn,
+            "email-ingest-writer",
+            max_batch=MAX_BATCH_MESSAGES,
+            max_bytes=MAX_BATCH_BYTES,
+            commit_delay=COMMIT_DELAY_SECONDS,
+            retries=1,
+        )
 
 
 def ingest_queue(ctx: AppContext) -> IngestQueue:
@@ -296,6 +204,5 @@ async def ingest_raw(
         inbox_ids=list(dict.fromkeys(inbox_ids)),
         token_ticket_id=token_ticket_id(_token_key(ctx.settings.secret), everyone),
         subject_number=subject_tag(parsed.subject),
-        done=asyncio.get_running_loop().create_future(),
     )
-    return await ingest_queue(ctx).submit(job)
+    return await ingest_queue(ctx).submit(job, size=len(parsed.raw))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import uuid
 from collections.abc import Coroutine
@@ -10,10 +11,11 @@ from typing import Any
 from starlette.websockets import WebSocket
 
 from app.bus.base import Message
-from app.events import contact_topic, workspace_topic
-from app.models import ActorType, Ticket
+from app.events import UnitOfWork, contact_topic, workspace_topic
+from app.models import ActorType, Ticket, TicketEvent
 from app.services import presence, tokens
 from app.services.actors import Actor
+from app.services.attachments import check_attachments
 from app.services.errors import ServiceError
 from app.services.origins import normalize_origin
 from app.services.routing import assigned_open_tickets
@@ -103,9 +105,8 @@ class AgentConnection(Connection):
     async def after_close(self) -> None:
         if self.present:
             try:
-                async with self.hub.uow() as uow:
-                    await presence.do_disconnect(uow, self.conn_id, self.hub.ttl)
-                    await uow.commit()
+                conn_id, ttl = self.conn_id, self.hub.ttl
+                await self.hub.writes.run(lambda uow: presence.do_disconnect(uow, conn_id, ttl))
             except Exception:
                 log.exception("presence disconnect failed")
             self.hub.kick()
@@ -136,17 +137,16 @@ class AgentConnection(Connection):
         self.sub.accept = self._wanted
         shown = presence.OFFLINE
         if self.agent_id is not None:
-            async with self.hub.uow() as uow:
-                shown = await presence.do_connect(
-                    uow,
-                    conn_id=self.conn_id,
-                    workspace_id=self.actor.workspace_id,
-                    agent_id=self.agent_id,
-                    node=self.hub.node,
-                    status=status,
-                    ttl=self.hub.ttl,
-                )
-                await uow.commit()
+            connect = functools.partial(
+                presence.do_connect,
+                conn_id=self.conn_id,
+                workspace_id=self.actor.workspace_id,
+                agent_id=self.agent_id,
+                node=self.hub.node,
+                status=status,
+                ttl=self.hub.ttl,
+            )
+            shown = await self.hub.writes.run(connect)
             self.present = True
             self.hub.kick()
         await self.send(
@@ -308,18 +308,16 @@ class AgentConnection(Connection):
                 )
             )
             return
-        async with self.hub.uow() as uow:
+        actor = self.actor
+
+        async def store(uow: UnitOfWork) -> TicketEvent:
             if write.kind == "reply":
                 payload = {"attachments": write.attachments} if write.attachments else None
                 if write.attachments:
-                    from app.services.attachments import check_attachments
-
-                    await check_attachments(
-                        uow.session, self.actor, write.ticket, write.attachments
-                    )
+                    await check_attachments(uow.session, actor, write.ticket, write.attachments)
                 event, _ = await do_reply(
                     uow,
-                    self.actor,
+                    actor,
                     write.ticket,
                     body=write.body,
                     client_id=write.client_id,
@@ -327,9 +325,11 @@ class AgentConnection(Connection):
                 )
             else:
                 event, _ = await do_note(
-                    uow, self.actor, write.ticket, body=write.body, client_id=write.client_id
+                    uow, actor, write.ticket, body=write.body, client_id=write.client_id
                 )
-            await uow.commit()
+            return event
+
+        event = await self.hub.writes.run(store, size=len(write.body))
         await self.send(ack(write.client_id, event.ticket_id, event.seq))
 
     async def _subscribe(self, sub: Subscribe) -> None:
@@ -418,8 +418,9 @@ class AgentConnection(Connection):
             checked = presence.check_status(status)
         except ServiceError as exc:
             raise ProtocolError("bad_frame", exc.message) from None
-        async with self.hub.uow() as uow:
-            shown = await presence.do_set_status(uow, self.conn_id, checked, self.hub.ttl)
-            await uow.commit()
+        conn_id, ttl = self.conn_id, self.hub.ttl
+        shown = await self.hub.writes.run(
+            lambda uow: presence.do_set_status(uow, conn_id, checked, ttl)
+        )
         self.hub.kick()
         await self.send({"type": "presence", "agent": self.agent_id, "status": shown})

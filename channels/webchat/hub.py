@@ -22,6 +22,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.context import AppContext
 from app.events import UnitOfWork
+from app.group_commit import WorkQueue
 from app.models import Inbox
 from app.services import presence, routing
 from app.services.expiring import ExpiringCache
@@ -34,6 +35,8 @@ from channels.webchat.ratelimit import BucketRegistry
 log = logging.getLogger(__name__)
 
 AVAILABILITY_CACHE_SECONDS = 1.0
+# Writes per transaction: it holds SQLite's write lock while it runs.
+WRITE_BATCH = 32
 
 
 @dataclass
@@ -64,6 +67,12 @@ class WebchatHub:
         self._last_heartbeat = 0.0
         self._available: ExpiringCache[_Availability] = ExpiringCache(AVAILABILITY_CACHE_SECONDS)
         self._inboxes = InboxKeyCache()
+        # Chat messages, replies and agent presence from every connection of this
+        # node share transactions (app.group_commit). Retries cover two tabs that
+        # create the same contact or client_id at once.
+        self.writes = WorkQueue(
+            self.uow, ctx.spawn, "webchat-writer", max_batch=WRITE_BATCH, retries=2
+        )
 
     async def start(self, ctx: AppContext) -> None:
         self._task = ctx.spawn(self._loop(), "webchat-routing")

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Coroutine
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
 from starlette.websockets import WebSocket
 
 from app.bus.base import Message
-from app.events import contact_topic, workspace_topic
+from app.events import UnitOfWork, contact_topic, workspace_topic
 from app.models import Inbox, Ticket
 from app.services import chat, visitors
 from app.services.chat import ChatVisitor, MessageResult
@@ -364,34 +363,28 @@ class WidgetConnection(Connection):
                 )
             )
             return
-        result: MessageResult | None = None
-        for attempt in range(3):
-            try:
-                async with self.hub.uow() as uow:
-                    result = await chat.do_visitor_message(
-                        uow,
-                        self.visitor,
-                        self.inbox,
-                        client_id=msg.client_id,
-                        body=msg.body,
-                        attachments=msg.attachments,
-                        name=msg.name,
-                        email=msg.email,
-                        presence_ttl=self.hub.ttl,
-                    )
-                    await uow.commit()
-                break
-            except IntegrityError:
-                # Two tabs created the same contact or client_id at once: the retry finds it.
-                if attempt == 2:
-                    log.exception("widget message kept conflicting")
-            except ServiceError as exc:
-                await self.send(error_frame(exc.code, exc.message, msg.client_id))
-                return
-            except Exception:
-                log.exception("storing a widget message failed")
-                break
-        if result is None:
+        visitor, inbox = self.visitor, self.inbox
+
+        def store(uow: UnitOfWork) -> Awaitable[MessageResult]:
+            return chat.do_visitor_message(
+                uow,
+                visitor,
+                inbox,
+                client_id=msg.client_id,
+                body=msg.body,
+                attachments=msg.attachments,
+                name=msg.name,
+                email=msg.email,
+                presence_ttl=self.hub.ttl,
+            )
+
+        try:
+            result = await self.hub.writes.run(store, size=len(msg.body))
+        except ServiceError as exc:
+            await self.send(error_frame(exc.code, exc.message, msg.client_id))
+            return
+        except Exception:
+            log.exception("storing a widget message failed")
             await self.send(error_frame("unavailable", "not stored; resend later", msg.client_id))
             return
         ticket_id = result.ticket.id or 0
