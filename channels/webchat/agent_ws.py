@@ -329,7 +329,14 @@ class AgentConnection(Connection):
                 )
             return event
 
-        event = await self.hub.writes.run(store, size=len(write.body))
+        try:
+            event = await self.hub.writes.run(store, size=len(write.body))
+        except ServiceError:
+            raise
+        except Exception:
+            log.exception("storing an agent's %s failed", write.kind)
+            await self.send(error_frame("unavailable", "not stored; resend later", write.client_id))
+            return
         await self.send(ack(write.client_id, event.ticket_id, event.seq))
 
     async def _subscribe(self, sub: Subscribe) -> None:
