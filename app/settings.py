@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     smtp_tls_cert: Path | None = None
     smtp_tls_key: Path | None = None
     smtp_auth_users: str = ""
+    # Inbound mails up to this size keep their original bytes in their database row
+    # (no file per mail); bigger ones go to DATA_DIR. 0: every source is a file.
+    email_inline_raw_bytes: int = Field(default=256 * 1024, ge=0)
     ice_servers: str = ""
     log_format: str = "text"
     log_level: str = "INFO"

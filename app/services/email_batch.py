@@ -10,6 +10,10 @@ one multi-row INSERT per table each time the queue is flushed. It is flushed whe
 mail must see a queued ticket (it replies to a mail of the batch) or cannot be
 queued itself, and at the end; so rows and announcements keep the arrival order.
 
+A mail's raw source goes into its row when it is at most `inline_raw_bytes` long
+(the common case: no file is created, the commit makes row and source durable
+together), into a file otherwise. Attachments are always files.
+
 Use: `open` (dedupe, raw sources and attachments, rows), then for each item in order
 `thread_facts`, decide, `store`; then `finish`, then commit.
 """
@@ -83,12 +87,14 @@ class IngestBatch:
         *,
         data_dir: Path,
         max_attachment_bytes: int,
+        inline_raw_bytes: int = 0,
     ) -> None:
         self.uow = uow
         self.items = items
         self.known = known
         self.data_dir = data_dir
         self.max_attachment_bytes = max_attachment_bytes
+        self.inline_raw_bytes = inline_raw_bytes
         self.mail_ids: list[int | None] = [None] * len(items)  # None: a duplicate
         self.files: list[StoredFiles] = [StoredFiles()] * len(items)
         self.links = PendingLinks()
@@ -102,6 +108,7 @@ class IngestBatch:
         *,
         data_dir: Path,
         max_attachment_bytes: int,
+        inline_raw_bytes: int = 0,
     ) -> IngestBatch:
         """Look up what the items need and store every new mail's raw source and row."""
         by_workspace: dict[int, list[MailKeys]] = {}
@@ -119,7 +126,14 @@ class IngestBatch:
             )
         session = uow.session
         known = {ws: await MailLookups.load(session, ws, keys) for ws, keys in by_workspace.items()}
-        batch = cls(uow, items, known, data_dir=data_dir, max_attachment_bytes=max_attachment_bytes)
+        batch = cls(
+            uow,
+            items,
+            known,
+            data_dir=data_dir,
+            max_attachment_bytes=max_attachment_bytes,
+            inline_raw_bytes=inline_raw_bytes,
+        )
         rows: dict[tuple[int, str], int] = {}
         for index, item in enumerate(items):
             assert item.inbox.id is not None
@@ -129,7 +143,8 @@ class IngestBatch:
             rows[key] = index
         if rows:
             new = list(rows.values())
-            # Written before the rows that name them: a committed row always has its file.
+            # Files are written before the rows that name them: a committed row always
+            # has its file.
             # (In a worker thread it measured more CPU per mail, not less.)
             files = batch._write_files(new)
             # One multi-row INSERT (executemany on the connection: through the session
@@ -143,13 +158,18 @@ class IngestBatch:
         return batch
 
     def _write_files(self, new: list[int]) -> _Files:
-        """The raw sources and attachments of the new mails (items `new`) on disk, and
-        their rows. A bounce's parts are not kept as attachments (its raw source has them)."""
+        """The rows of the new mails (items `new`) with their raw sources (in the row or
+        on disk), and their attachments on disk with their rows. A bounce's parts are not
+        kept as attachments (its raw source has them)."""
         files = _Files()
         for index in new:
             item = self.items[index]
-            raw_key, _ = write_blob(self.data_dir, item.inbox.workspace_id, item.mail.raw)
-            files.mails.append(mail_values(item.inbox, item.mail, raw_key))
+            raw = item.mail.raw
+            if len(raw) <= self.inline_raw_bytes:
+                files.mails.append(mail_values(item.inbox, item.mail, None, raw))
+            else:
+                raw_key, _ = write_blob(self.data_dir, item.inbox.workspace_id, raw)
+                files.mails.append(mail_values(item.inbox, item.mail, raw_key))
             if item.mail.bounce is not None or not item.mail.attachments:
                 continue
             rows, files.skipped[index] = file_values(

@@ -176,8 +176,11 @@ async def lookup_thread(
     return ThreadFacts(token_ticket, tuple(reference_ids), subject_ticket, addresses)
 
 
-def mail_values(inbox: Inbox, mail: IncomingMail, raw_key: str) -> dict[str, Any]:
-    """The `mail_message` row of an inbound mail, before it has a ticket and an event."""
+def mail_values(
+    inbox: Inbox, mail: IncomingMail, raw_key: str | None, raw_data: bytes | None = None
+) -> dict[str, Any]:
+    """The `mail_message` row of an inbound mail, before it has a ticket and an event;
+    its source is either the file `raw_key` or the bytes `raw_data`."""
     assert inbox.id is not None
     return {
         "workspace_id": inbox.workspace_id,
@@ -189,6 +192,7 @@ def mail_values(inbox: Inbox, mail: IncomingMail, raw_key: str) -> dict[str, Any
         "subject": mail.subject[:500],
         "from_address": (mail.sender_email or "")[:254],
         "raw_key": raw_key,
+        "raw_data": raw_data,
         "size": len(mail.raw),
         "html": mail.html,
         "full_text": mail.full_text[:MAX_FULL_TEXT],

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.models import MailMessage, Role
@@ -26,9 +27,15 @@ async def get_mail(session: AsyncSession, actor: Actor, mail_id: int) -> MailMes
     return mail
 
 
-def raw_bytes(data_dir: Path, mail: MailMessage) -> bytes:
+async def raw_bytes(session: AsyncSession, data_dir: Path, mail: MailMessage) -> bytes:
+    """The original bytes: from a file (`raw_key`) or, for a small inbound mail, from its
+    row (`raw_data`, never loaded with the entity, so read here on purpose)."""
     if not mail.raw_key:
-        raise NotFound("this email has no stored source yet")
+        stmt = select(MailMessage.raw_data).where(col(MailMessage.id) == mail.id)
+        data = (await session.exec(stmt)).first()
+        if data is None:
+            raise NotFound("this email has no stored source yet")
+        return data
     path = storage_path(data_dir, mail.raw_key)
     if not path.exists():
         raise NotFound("the stored source of this email is missing")

@@ -4,7 +4,9 @@ Admins only (like erasing a contact). Everything goes in the caller's transactio
 files go only after it commits (`UnitOfWork.after_commit`), so a crash in between can
 leave orphan files on disk but never a row whose file is missing. Files are stored once
 per content hash and workspace (`attachments.write_blob`), so a file another row still
-names (another ticket's attachment with the same bytes, a mail's raw source) stays.
+names (another ticket's attachment with the same bytes, a mail's raw source) stays. A
+small inbound mail keeps its source in its row (`raw_data`, no `raw_key`): it goes with
+the row.
 
 A ticket merged into another one left copies of its events there, naming its
 attachments and mails; those rows move to the ticket holding the copies instead of

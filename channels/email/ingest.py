@@ -120,6 +120,7 @@ async def _store_batch(
         items,
         data_dir=ctx.settings.data_dir,
         max_attachment_bytes=ctx.settings.max_upload_bytes,
+        inline_raw_bytes=ctx.settings.email_inline_raw_bytes,
     )
     results: list[IngestResult] = []
     for index, item in enumerate(items):

@@ -129,7 +129,8 @@ async def end_with_recording(ctx: AppContext, ws: SeededWorkspace, call_id: int)
 
 
 async def stored_mail(ctx: AppContext, ws: SeededWorkspace, ticket_id: int, raw: bytes) -> str:
-    """An inbound email of the ticket with its raw source in blob storage."""
+    """Two inbound emails of the ticket: one with its raw source in blob storage (the
+    key is returned), one (small) with it in its row."""
     key, _ = write_blob(ctx.settings.data_dir, ws.id, raw)
     async with ctx.uow() as uow:
         inbox = await workspaces.do_create_inbox(
@@ -146,6 +147,18 @@ async def stored_mail(ctx: AppContext, ws: SeededWorkspace, ticket_id: int, raw:
                 subject=WORD,
                 raw_key=key,
                 full_text=f"my {WORD} is broken",
+            )
+        )
+        uow.session.add(
+            MailMessage(
+                workspace_id=ws.id,
+                inbox_id=inbox.id,
+                ticket_id=ticket_id,
+                direction=MailDirection.inbound,
+                message_id="<gdpr-2@example.com>",
+                subject=WORD,
+                raw_data=b"From: jane@example.com\r\n\r\nstill broken",
+                full_text=f"my {WORD} is still broken",
             )
         )
         uow.session.add(CallbackRequest(workspace_id=ws.id, ticket_id=ticket_id))
@@ -253,11 +266,11 @@ async def test_deleting_a_ticket_erases_its_rows_files_and_search_entries(
         "calls": 1,
         "callbacks": 1,
         "outbound_emails": 0,
-        "mails": 1,
+        "mails": 2,
         "attachments": 3,  # two uploads and the recording
         "kept_for_merged_tickets": 0,
         "events": events_before,
-        "files": 3,  # the own upload, the recording and the raw email
+        "files": 3,  # the own upload, the recording and the raw email kept as a file
     }
     assert WORD not in str(audit.details)
 

@@ -30,7 +30,7 @@ async def get_email_raw(
     mail_id: PathId, actor: CurrentActor, session: Session, ctx: Ctx
 ) -> Response:
     mail = await email_messages.get_mail(session, actor, mail_id)
-    data = email_messages.raw_bytes(ctx.settings.data_dir, mail)
+    data = await email_messages.raw_bytes(session, ctx.settings.data_dir, mail)
     return Response(
         content=data,
         media_type="message/rfc822",
