@@ -85,12 +85,18 @@ class GroupCommit(Generic[In, R]):
         """Write `item` in the next transaction; returns its result once committed.
 
         Cancelling the caller before its batch starts drops the item unwritten."""
+        return await self.enqueue(item, size=size)
+
+    def enqueue(self, item: In, *, size: int = 0) -> asyncio.Future[R]:
+        """Queue `item` now (items are written in the order they are queued); the
+        future resolves once it is committed. Cancelling the future before its batch
+        starts drops the item unwritten."""
         job: _Job[In, R] = _Job(item, size, asyncio.get_running_loop().create_future())
         self.pending.append(job)
         writer = self.writer
         if writer is None or writer.done():
             self.writer = self.spawn(self._drain(), self.name)
-        return await job.done
+        return job.done
 
     def _next_batch(self) -> list[_Job[In, R]]:
         batch: list[_Job[In, R]] = []
@@ -189,3 +195,8 @@ class WorkQueue(GroupCommit[Work[Any], Any]):
     async def run(self, work: Work[T], *, size: int = 0) -> T:
         result: T = await self.submit(work, size=size)
         return result
+
+    def start(self, work: Work[T], *, size: int = 0) -> asyncio.Future[T]:
+        """`enqueue` for a piece of work: queued now, its result once committed."""
+        future: asyncio.Future[T] = self.enqueue(work, size=size)
+        return future

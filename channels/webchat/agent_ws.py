@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import uuid
@@ -23,7 +24,7 @@ from app.services.tickets import can_see, do_note, do_reply, get_ticket
 from app.web.origin import allowed_origins
 from app.web.sessions import session_actor
 from channels.base import ClientSession, frame_handler, open_session
-from channels.webchat.connection import Connection
+from channels.webchat.connection import Closed, Connection
 from channels.webchat.hub import WebchatHub
 from channels.webchat.protocol import (
     CLOSE_POLICY,
@@ -39,6 +40,9 @@ from channels.webchat.protocol import (
 )
 
 log = logging.getLogger(__name__)
+
+# Replies and notes of one connection waiting for their commit; past that, reading waits.
+WRITES_IN_FLIGHT = 64
 
 
 def agent_endpoint(websocket: WebSocket) -> Coroutine[Any, Any, None]:
@@ -93,6 +97,7 @@ class AgentConnection(Connection):
         self.claimed: set[int] = set()
         self.pending_cursors: dict[int, int] = {}
         self.ticket_info: dict[int, tuple[int | None, int | None]] = {}
+        self.writes: set[asyncio.Task[None]] = set()  # queued replies and notes
 
     async def run(self) -> None:
         actor, reason = await authenticate(self.ws, self.ctx.settings.public_url, self.hub.session)
@@ -103,6 +108,8 @@ class AgentConnection(Connection):
         await self.serve()
 
     async def after_close(self) -> None:
+        for task in self.writes:
+            task.cancel()  # and with it its write, unless a transaction has it already
         if self.present:
             try:
                 conn_id, ttl = self.conn_id, self.hub.ttl
@@ -329,15 +336,36 @@ class AgentConnection(Connection):
                 )
             return event
 
+        # Queued now, answered when committed: the next frames are read meanwhile, so an
+        # agent's burst of replies (say, the resends after a reconnect) shares one
+        # transaction instead of waiting for one commit each. The queue keeps their
+        # order. When the connection drops, what has not reached a transaction yet is
+        # dropped too (the agent resends it): kept, a flaky network would fill the
+        # queue with copies that all cost a lookup.
+        committed = self.hub.writes.start(store, size=len(write.body))
+        task = asyncio.create_task(self._answer(committed, write.kind, write.client_id))
+        self.writes.add(task)
+        task.add_done_callback(self.writes.discard)
+        if len(self.writes) >= WRITES_IN_FLIGHT:
+            await asyncio.wait(self.writes, return_when=asyncio.FIRST_COMPLETED)
+
+    async def _answer(
+        self, committed: asyncio.Future[TicketEvent], kind: str, client_id: str
+    ) -> None:
+        """The ack (or error) of a queued write, once its transaction ended."""
         try:
-            event = await self.hub.writes.run(store, size=len(write.body))
-        except ServiceError:
-            raise
-        except Exception:
-            log.exception("storing an agent's %s failed", write.kind)
-            await self.send(error_frame("unavailable", "not stored; resend later", write.client_id))
-            return
-        await self.send(ack(write.client_id, event.ticket_id, event.seq))
+            try:
+                event = await committed
+            except ServiceError as exc:
+                await self.send(error_frame(exc.code, exc.message, client_id))
+                return
+            except Exception:
+                log.exception("storing an agent's %s failed", kind)
+                await self.send(error_frame("unavailable", "not stored; resend later", client_id))
+                return
+            await self.send(ack(client_id, event.ticket_id, event.seq))
+        except Closed:
+            pass  # the agent resends unacknowledged writes on its next connection
 
     async def _subscribe(self, sub: Subscribe) -> None:
         assert self.actor is not None

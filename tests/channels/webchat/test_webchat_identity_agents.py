@@ -199,3 +199,40 @@ async def test_agent_socket_auth_and_origin(
     await token_client.send({"type": "presence", "status": "available"})
     assert (await token_client.expect("error"))["code"] == "forbidden"
     await token_client.close()
+
+
+async def test_agent_burst_of_writes_is_acked_in_order_and_bad_ones_alone(
+    live_server: LiveServer, chat_inbox: Inbox, workspace: SeededWorkspace, ctx: AppContext
+) -> None:
+    """An agent need not wait for each ack: writes sent back to back are stored in the
+    order sent (they may share a transaction); one that fails gets its own error."""
+    visitor = await Widget.open(live_server.ws_url, chat_inbox.public_key or "")
+    ticket = (await visitor.say("hello"))["ticket"]
+    agent = await Agent.open(live_server.ws_url, bearer=workspace.tokens["agent"])
+    frames: list[dict[str, Any]] = [
+        {"type": "reply", "client_id": f"r{i}", "ticket": ticket, "body": f"answer {i}"}
+        for i in range(6)
+    ]
+    frames.insert(3, {"type": "reply", "client_id": "bad", "ticket": 999_999, "body": "lost"})
+    frames.append({"type": "note", "client_id": "n0", "ticket": ticket, "body": "internal"})
+    for frame in frames:
+        await agent.send(frame)
+    acks = [await agent.expect("ack", lambda f, c=f["client_id"]: f["client_id"] == c)
+            for f in frames if f["client_id"] != "bad"]  # fmt: skip
+    error = await agent.expect("error", lambda f: f.get("client_id") == "bad")
+    assert error["code"] == "not_found"
+    seqs = [a["seq"] for a in acks]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+    async with ctx.sessions() as session:
+        stmt = select(TicketEvent.body).where(TicketEvent.ticket_id == ticket)
+        bodies = list((await session.exec(stmt.order_by(TicketEvent.seq))).all())  # type: ignore[arg-type]
+    # (The first answer also opened the ticket: a status event without a body.)
+    assert [b for b in bodies if b] == ["hello", *(f"answer {i}" for i in range(6)), "internal"]
+    # Resending the burst stores nothing new and answers the same acks.
+    for frame in frames:
+        await agent.send(frame)
+    again = [await agent.expect("ack", lambda f, c=f["client_id"]: f["client_id"] == c)
+             for f in frames if f["client_id"] != "bad"]  # fmt: skip
+    assert again == acks
+    await agent.close()
+    await visitor.close()
