@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import socket
 import sys
 from collections.abc import Sequence
@@ -54,9 +55,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
         access_log=False,
     )
     server = uvicorn.Server(config)
+    _tune_gc()
     print(f"helpdesk serving on http://{host}:{sock.getsockname()[1]}", flush=True)
     server.run(sockets=[sock])
     return 0
+
+
+# The cyclic garbage collector's default (700 allocations between young collections)
+# made it 17% of a busy chat server's CPU (py-spy, chaos test), growing with the heap:
+# every connection, session and frame allocates. Fewer, larger young collections, and
+# the objects of startup (modules, mappers, compiled statements) frozen out of every
+# scan: the 200-conversation chaos run went from 137 s to 106 s.
+GC_THRESHOLDS = (50_000, 20, 20)
+
+
+def _tune_gc() -> None:
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def cmd_migrate(_args: argparse.Namespace) -> int:
