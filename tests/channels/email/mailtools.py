@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 import smtplib
+import sqlite3
 from dataclasses import dataclass, field
 from email import policy
 from email.message import EmailMessage
@@ -137,3 +138,41 @@ async def inbox(ctx: AppContext, inbox_id: int) -> Inbox:
         found = await s.get(Inbox, inbox_id)
         assert found is not None
         return found
+
+
+async def cut_while_storing(ctx: AppContext, db_path: str, data: bytes) -> str:
+    """A "crash" between DATA and the commit: a client sends `data` (the DATA payload
+    with its terminating dot line) while another connection holds SQLite's write lock,
+    and the app's SMTP listener is stopped while the mail waits for the database.
+    Returns what the client saw ("disconnected", or the reply it got); the listener
+    is started again and the lock released before returning."""
+    from channels.email.smtp_in import SmtpListener
+
+    listener = next(s for s in ctx.services if isinstance(s, SmtpListener))
+    lock = sqlite3.connect(db_path, isolation_level=None, check_same_thread=False)
+
+    def conversation() -> str:
+        with smtplib.SMTP("127.0.0.1", listener.port, timeout=60) as c:
+            c.ehlo("client.test")
+            c.mail("anna@example.com")
+            c.rcpt("support@demo.localhost")
+            lock.execute("BEGIN IMMEDIATE")  # the database is now busy for everyone else
+            code, _ = c.docmd("DATA")
+            assert code == 354
+            c.send(data)
+            try:
+                code, msg = c.getreply()
+            except smtplib.SMTPServerDisconnected:
+                return "disconnected"
+            return f"{code} {msg!r}"
+
+    task = asyncio.create_task(asyncio.to_thread(conversation))
+    # aiosmtpd exposes no "DATA received" signal; poll its session state.
+    while not any(p.envelope and p.envelope.original_content for p in listener.protocols):  # noqa: ASYNC110
+        await asyncio.sleep(0.01)
+    await listener.stop()  # every open session is cut
+    outcome = await task
+    lock.execute("ROLLBACK")
+    lock.close()
+    await listener.start(ctx)  # the app comes back; the sender's MTA retries
+    return outcome

@@ -4,10 +4,7 @@ removes it, and 250 still comes only after the commit."""
 
 from __future__ import annotations
 
-import asyncio
 import re
-import smtplib
-import sqlite3
 from email.message import EmailMessage
 from email.utils import make_msgid
 from pathlib import Path
@@ -15,7 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
-from mailtools import create_email_inbox, mails, send, tickets
+from mailtools import create_email_inbox, cut_while_storing, mails, send, tickets
 from sqlmodel import col, select
 
 from app.context import AppContext
@@ -166,33 +163,7 @@ async def test_no_250_before_commit_for_either_kind_of_source(
     raw = on_the_wire(compose("Still jammed!\n" * (2 if size == "inline" else 600)))
     assert (len(raw) <= INLINE_LIMIT) == (size == "inline")
     db_path = settings.database_url.split("///", 1)[1]
-
-    def conversation() -> str:
-        with smtplib.SMTP("127.0.0.1", listener.port, timeout=60) as c:
-            c.ehlo("client.test")
-            c.mail("anna@example.com")
-            c.rcpt("support@demo.localhost")
-            lock.execute("BEGIN IMMEDIATE")  # the database is now busy for everyone else
-            code, _ = c.docmd("DATA")
-            assert code == 354
-            c.send(raw + b".\r\n")
-            try:
-                code, msg = c.getreply()
-            except smtplib.SMTPServerDisconnected:
-                return "disconnected"
-            return f"{code} {msg!r}"
-
-    lock = sqlite3.connect(db_path, isolation_level=None, check_same_thread=False)
-    task = asyncio.create_task(asyncio.to_thread(conversation))
-    # aiosmtpd exposes no "DATA received" signal; poll its session state.
-    while not any(p.envelope and p.envelope.original_content for p in listener.protocols):  # noqa: ASYNC110
-        await asyncio.sleep(0.01)
-    await listener.stop()  # the "crash": every open session is cut
-    outcome = await task
-    lock.execute("ROLLBACK")
-    lock.close()
-    assert outcome == "disconnected"
-    await listener.start(ctx)  # the app comes back; the sender's MTA retries
+    assert await cut_while_storing(ctx, db_path, raw + b".\r\n") == "disconnected"
     code, _ = await send(listener.port, raw)  # type: ignore[misc]
     assert code == 250
     await send(listener.port, raw)  # a duplicate: stored once

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import smtplib
-import sqlite3
 from collections.abc import AsyncIterator
 from email.message import EmailMessage
 from email.utils import make_msgid
@@ -16,6 +15,7 @@ import pytest
 from mailtools import (
     Sink,
     create_email_inbox,
+    cut_while_storing,
     events,
     inbox,
     mails,
@@ -327,33 +327,10 @@ async def test_no_250_before_commit_and_nothing_lost(
     listener = next(s for s in ctx.services if isinstance(s, SmtpListener))
     raw = fixture("plain_new.eml")
     db_path = settings.database_url.split("///", 1)[1]
-
-    def conversation() -> str:
-        with smtplib.SMTP("127.0.0.1", listener.port, timeout=60) as c:
-            c.ehlo("client.test")
-            c.mail("anna@example.com")
-            c.rcpt("support@demo.localhost")
-            lock.execute("BEGIN IMMEDIATE")  # the database is now busy for everyone else
-            code, _ = c.docmd("DATA")
-            assert code == 354
-            c.send(raw.replace(b"\n", b"\r\n") + b"\r\n.\r\n")
-            try:
-                code, msg = c.getreply()
-            except smtplib.SMTPServerDisconnected:
-                return "disconnected"
-            return f"{code} {msg!r}"
-
-    lock = sqlite3.connect(db_path, isolation_level=None, check_same_thread=False)
-    task = asyncio.create_task(asyncio.to_thread(conversation))
-    # aiosmtpd exposes no "DATA received" signal; poll its session state.
-    while not any(p.envelope and p.envelope.original_content for p in listener.protocols):  # noqa: ASYNC110
-        await asyncio.sleep(0.01)
-    await listener.stop()  # the "crash": every open session is cut
-    outcome = await task
-    lock.execute("ROLLBACK")
-    lock.close()
-    assert outcome == "disconnected"
-    await listener.start(ctx)  # the app comes back; the sender's MTA retries
+    assert (
+        await cut_while_storing(ctx, db_path, raw.replace(b"\n", b"\r\n") + b"\r\n.\r\n")
+        == "disconnected"
+    )
     code, _ = await send(listener.port, raw)  # type: ignore[misc]
     assert code == 250
     for _ in range(3):
