@@ -87,6 +87,12 @@ def smtp_send(
         return client.data(raw)
 
 
+def port(ctx: AppContext) -> int:
+    value = ctx.extras["smtp_port"]
+    assert isinstance(value, int)
+    return value
+
+
 async def send(
     port: int, raw: bytes, mail_from: str = "anna@example.com", rcpt: list[str] | None = None
 ) -> tuple[int, bytes] | dict[str, Any]:

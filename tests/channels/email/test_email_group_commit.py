@@ -18,7 +18,7 @@ from email.message import EmailMessage
 from typing import Any
 
 import pytest
-from mailtools import create_email_inbox, events, mails, send, tickets
+from mailtools import create_email_inbox, events, mails, port, send, tickets
 from sqlalchemy import event
 
 from app.context import AppContext
@@ -29,12 +29,6 @@ from app.services.attachments import storage_path
 from channels.email.ingest import ingest_queue
 from channels.email.smtp_in import SmtpListener
 from tests.conftest import SeededWorkspace
-
-
-def port(ctx: AppContext) -> int:
-    value = ctx.extras["smtp_port"]
-    assert isinstance(value, int)
-    return value
 
 
 def compose(message_id: str, subject: str, **headers: str) -> bytes:

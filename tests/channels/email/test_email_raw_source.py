@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
-from mailtools import create_email_inbox, cut_while_storing, mails, send, tickets
+from mailtools import create_email_inbox, cut_while_storing, mails, port, send, tickets
 from sqlmodel import col, select
 
 from app.context import AppContext
@@ -35,12 +35,6 @@ def settings_overrides() -> dict[str, Any]:
 @pytest.fixture
 async def inbox_id(ctx: AppContext, workspace: SeededWorkspace) -> int:
     return await create_email_inbox(ctx, workspace.id)
-
-
-def port(ctx: AppContext) -> int:
-    value = ctx.extras["smtp_port"]
-    assert isinstance(value, int)
-    return value
 
 
 def compose(body: str, **headers: str) -> bytes:

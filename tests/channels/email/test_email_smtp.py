@@ -19,6 +19,7 @@ from mailtools import (
     events,
     inbox,
     mails,
+    port,
     send,
     tickets,
 )
@@ -51,12 +52,6 @@ def settings_overrides(sink: Sink) -> dict[str, Any]:
 @pytest.fixture
 async def inbox_id(ctx: AppContext, workspace: SeededWorkspace) -> int:
     return await create_email_inbox(ctx, workspace.id)
-
-
-def port(ctx: AppContext) -> int:
-    value = ctx.extras["smtp_port"]
-    assert isinstance(value, int)
-    return value
 
 
 def fixture(name: str) -> bytes:

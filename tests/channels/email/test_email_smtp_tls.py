@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import trustme
-from mailtools import create_email_inbox, tickets
+from mailtools import create_email_inbox, port, tickets
 
 from app.context import AppContext
 from app.settings import ConfigError
@@ -91,12 +91,6 @@ def _session(
             client.rcpt("support@demo.localhost")
             out["data"] = client.data(_message())[0]
     return out
-
-
-def port(ctx: AppContext) -> int:
-    value = ctx.extras["smtp_port"]
-    assert isinstance(value, int)
-    return value
 
 
 async def test_starttls_then_auth_then_delivery(
