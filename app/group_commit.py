@@ -193,8 +193,7 @@ class WorkQueue(GroupCommit[Work[Any], Any]):
         super().__init__(_each, unit_of_work, spawn, name, **bounds)
 
     async def run(self, work: Work[T], *, size: int = 0) -> T:
-        result: T = await self.submit(work, size=size)
-        return result
+        return await self.start(work, size=size)
 
     def start(self, work: Work[T], *, size: int = 0) -> asyncio.Future[T]:
         """`enqueue` for a piece of work: queued now, its result once committed."""

@@ -29,19 +29,15 @@ from sqlmodel import col
 from app.events import (
     TicketEventPublished,
     UnitOfWork,
-    contact_topic,
-    ticket_topic,
-    workspace_topic,
 )
 from app.models import ActorType, Channel, Priority, Ticket, TicketEvent, TicketStatus
 from app.models.base import TZDateTime
 from app.models.ticket import CUSTOMER_VISIBLE_KINDS, EventKind
-from app.services import webhook_outbox
 from app.services.actors import Actor
 from app.services.errors import Invalid
 from app.services.row_insert import core_connection, insert_rows
-from app.services.tickets import REOPEN_ON_CUSTOMER, check_subject
-from app.services.timeline import MAX_BODY_CHARS, iso
+from app.services.tickets import REOPEN_ON_CUSTOMER, announce_created, check_subject
+from app.services.timeline import MAX_BODY_CHARS, announce_event, iso
 
 _TICKETS: Table = Ticket.__table__  # type: ignore[attr-defined]
 _EVENTS: Table = TicketEvent.__table__  # type: ignore[attr-defined]
@@ -290,29 +286,21 @@ class TimelineBatch:
     async def _announce(self, uow: UnitOfWork, event: QueuedEvent) -> None:
         """What `do_append_event` (and, for a new ticket, `do_create_ticket`) publish."""
         ticket = event.ticket
-        ws, ticket_id = ticket.workspace_id, event.ticket_id
-        public = _event_public(event)
         kind: EventKind = event.values["kind"]
-        published = TicketEventPublished(
-            workspace_id=ws,
-            ticket_id=ticket_id,
-            seq=event.seq,
-            kind=kind.value,
-            contact_id=ticket.contact_id,
-            team_id=ticket.team_id,
-            internal=event.values["internal"] or kind not in CUSTOMER_VISIBLE_KINDS,
-            event=public,
-        )
-        message = published.message()
-        uow.publish_on_commit(workspace_topic(ws), message)
-        uow.publish_on_commit(ticket_topic(ws, ticket_id), message)
-        if ticket.contact_id is not None:
-            uow.publish_on_commit(contact_topic(ws, ticket.contact_id), message)
-        await webhook_outbox.enqueue(
-            uow, ws, "ticket.event.created", {"ticket_id": ticket_id, "event": public}
+        await announce_event(
+            uow,
+            TicketEventPublished(
+                workspace_id=ticket.workspace_id,
+                ticket_id=event.ticket_id,
+                seq=event.seq,
+                kind=kind.value,
+                contact_id=ticket.contact_id,
+                team_id=ticket.team_id,
+                internal=event.values["internal"] or kind not in CUSTOMER_VISIBLE_KINDS,
+                event=_event_public(event),
+            ),
         )
         if isinstance(ticket, NewTicket):
-            created = _ticket_public(ticket_id, ticket.values)
-            announced = {"type": "ticket.created", "ticket": created}
-            uow.publish_on_commit(workspace_topic(ws), announced)
-            await webhook_outbox.enqueue(uow, ws, "ticket.created", created)
+            await announce_created(
+                uow, ticket.workspace_id, _ticket_public(event.ticket_id, ticket.values)
+            )

@@ -276,10 +276,16 @@ async def do_create_ticket(
             client_id=client_id,
             reserved_seq=1 if reserve else None,
         )
-    public = ticket_public(ticket)
-    uow.publish_on_commit(workspace_topic(ws), {"type": "ticket.created", "ticket": public})
-    await webhook_outbox.enqueue(uow, ws, "ticket.created", public)
+    await announce_created(uow, ws, ticket_public(ticket))
     return ticket, first
+
+
+async def announce_created(uow: UnitOfWork, workspace_id: int, public: dict[str, Any]) -> None:
+    """A new ticket (`ticket_public`), to the workspace once committed and to webhooks."""
+    uow.publish_on_commit(
+        workspace_topic(workspace_id), {"type": "ticket.created", "ticket": public}
+    )
+    await webhook_outbox.enqueue(uow, workspace_id, "ticket.created", public)
 
 
 STATUS_TIMESTAMPS = {TicketStatus.resolved: "resolved_at", TicketStatus.closed: "closed_at"}

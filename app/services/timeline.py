@@ -208,26 +208,34 @@ async def do_append_event(
         uow.session.add(ticket)
     for hook in event_hooks:
         await hook(uow, ticket, event)
-    public = event_public(event)
-    published = TicketEventPublished(
-        workspace_id=ticket.workspace_id,
-        ticket_id=ticket.id,
-        seq=seq,
-        kind=kind.value,
-        contact_id=ticket.contact_id,
-        team_id=ticket.team_id,
-        internal=not customer_visible(event),
-        event=public,
-    )
-    message = published.message()
-    uow.publish_on_commit(workspace_topic(ticket.workspace_id), message)
-    uow.publish_on_commit(ticket_topic(ticket.workspace_id, ticket.id), message)
-    if ticket.contact_id is not None:
-        uow.publish_on_commit(contact_topic(ticket.workspace_id, ticket.contact_id), message)
-    await webhook_outbox.enqueue(
-        uow, ticket.workspace_id, "ticket.event.created", {"ticket_id": ticket.id, "event": public}
+    await announce_event(
+        uow,
+        TicketEventPublished(
+            workspace_id=ticket.workspace_id,
+            ticket_id=ticket.id,
+            seq=seq,
+            kind=kind.value,
+            contact_id=ticket.contact_id,
+            team_id=ticket.team_id,
+            internal=not customer_visible(event),
+            event=event_public(event),
+        ),
     )
     return event, True
+
+
+async def announce_event(uow: UnitOfWork, published: TicketEventPublished) -> None:
+    """Tell everyone of a stored event once the transaction commits: the workspace,
+    ticket and contact topics, and the webhook outbox."""
+    ws, ticket_id = published.workspace_id, published.ticket_id
+    message = published.message()
+    uow.publish_on_commit(workspace_topic(ws), message)
+    uow.publish_on_commit(ticket_topic(ws, ticket_id), message)
+    if published.contact_id is not None:
+        uow.publish_on_commit(contact_topic(ws, published.contact_id), message)
+    await webhook_outbox.enqueue(
+        uow, ws, "ticket.event.created", {"ticket_id": ticket_id, "event": published.event}
+    )
 
 
 async def list_events(
