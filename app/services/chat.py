@@ -62,9 +62,22 @@ class ChatVisitor:
 
 
 @dataclass
+class VisitorMessage:
+    """One message from the widget, as the visitor sent it."""
+
+    visitor: ChatVisitor
+    inbox: Inbox
+    client_id: str
+    body: str
+    attachments: Sequence[int] = ()
+    name: str = ""  # from the pre-chat form
+    email: str | None = None
+
+
+@dataclass
 class MessageResult:
-    ticket: Ticket
-    event: TicketEvent
+    ticket_id: int
+    seq: int
     created: bool
     ticket_created: bool
     contact_created: bool
@@ -223,18 +236,12 @@ async def _fill_email(uow: UnitOfWork, contact: Contact, email: str) -> None:
 
 
 async def do_visitor_message(
-    uow: UnitOfWork,
-    visitor: ChatVisitor,
-    inbox: Inbox,
-    *,
-    client_id: str,
-    body: str,
-    attachments: Sequence[int] = (),
-    name: str = "",
-    email: str | None = None,
-    presence_ttl: float,
+    uow: UnitOfWork, message: VisitorMessage, *, presence_ttl: float
 ) -> MessageResult:
-    """Store one widget message (idempotent on client_id); the caller commits."""
+    """Store one widget message (idempotent on client_id); the caller commits.
+    (`chat_batch.do_visitor_messages` stores most of a batch's messages at once.)"""
+    visitor, inbox, client_id = message.visitor, message.inbox, message.client_id
+    body, attachments, name = message.body, message.attachments, message.name
     ws = visitor.workspace_id
     existing = await find_by_client_id(uow.session, ws, client_id)
     if existing is not None:
@@ -242,12 +249,12 @@ async def do_visitor_message(
         contact = await visitor_contact(uow.session, visitor)
         if ticket is None or contact is None or ticket.contact_id != contact.id:
             raise Conflict("client_id was already used for another message")
-        return MessageResult(ticket, existing, False, False, False)
+        return MessageResult(ticket.id or 0, existing.seq, False, False, False)
     if len(attachments) > MAX_ATTACHMENTS:
         raise Invalid(f"at most {MAX_ATTACHMENTS} attachments per message")
     if not body.strip() and not attachments:
         raise Invalid("a message needs a body or an attachment")
-    email = check_email(email)
+    email = check_email(message.email)
     if visitor.external_id is not None:
         identity = IdentityIn(IdentityKind.external, visitor.external_id, verified=True)
     else:
@@ -320,4 +327,4 @@ async def do_visitor_message(
             .values(ticket_id=ticket.id, event_id=event.id)
         )
     visitor.contact_id = contact.id
-    return MessageResult(ticket, event, created, ticket_created, contact_created)
+    return MessageResult(ticket.id or 0, event.seq, created, ticket_created, contact_created)

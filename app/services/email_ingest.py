@@ -36,14 +36,19 @@ from app.models import (
     TicketStatus,
 )
 from app.models.base import utcnow
-from app.services import email_outbox, timeline
+from app.services import email_outbox
 from app.services.actors import Actor
 from app.services.attachments import safe_filename, write_blob
 from app.services.contacts import IdentityIn, do_resolve_contact
 from app.services.email_lookups import MAX_THREAD_IDS, MailLookups
 from app.services.errors import Invalid
 from app.services.inbox_addresses import address_key
-from app.services.ticket_batch import QueuedEvent, TimelineBatch, can_append
+from app.services.ticket_batch import (
+    QueuedEvent,
+    TimelineBatch,
+    can_append,
+    hooks_ignore_customer_messages,
+)
 from app.services.tickets import do_create_ticket, do_customer_message
 from app.services.timeline import MAX_BODY_CHARS
 
@@ -484,10 +489,8 @@ async def do_ingest_email(
 
 
 def _queueable(inbox: Inbox, ticket: Ticket | None) -> bool:
-    # Queued events are rows, not ORM objects, and the timeline hooks are not run for
-    # them: only while the one hook there is email_outbox's, which acts on email_out
-    # and chat events only, never on email_in.
-    if any(hook is not email_outbox.on_timeline_event for hook in timeline.event_hooks):
+    # Queued events are rows, not ORM objects, and the timeline hooks are not run for them.
+    if not hooks_ignore_customer_messages():
         return False
     if ticket is None:
         return not inbox.auto_ack  # an acknowledgement is written with its ticket

@@ -9,10 +9,11 @@ INSERT per table plus one counter UPDATE per existing ticket that got messages.
 What reaches the database, the bus and the webhook outbox is what
 `tickets.do_create_ticket(message=...)` and `tickets.do_customer_message` write
 for the same input, in the same order. Not covered (callers take those functions
-instead, after a `flush`): client ids, messages that reopen a ticket, agents'
-messages (first response time), and events a timeline hook wants to see (the
-hooks are not run here). A queued message cannot go to a ticket still queued:
-flush first.
+instead, after a `flush`): client ids already stored or queued twice (the caller
+looks them up first), messages that reopen a ticket, agents' messages (first
+response time), and events a timeline hook wants to see (the hooks are not run
+here: `hooks_ignore_customer_messages`). A queued message cannot go to a ticket
+still queued: flush first.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from app.events import (
 from app.models import ActorType, Channel, Priority, Ticket, TicketEvent, TicketStatus
 from app.models.base import TZDateTime
 from app.models.ticket import CUSTOMER_VISIBLE_KINDS, EventKind
+from app.services import email_outbox, timeline
 from app.services.actors import Actor
 from app.services.errors import Invalid
 from app.services.row_insert import core_connection, insert_rows
@@ -102,6 +104,14 @@ def can_append(ticket: Ticket) -> bool:
     return ticket.status not in REOPEN_ON_CUSTOMER
 
 
+def hooks_ignore_customer_messages() -> bool:
+    """Whether skipping the timeline hooks for a customer's message changes nothing:
+    true while the one hook there is email_outbox's, which acts on agents' answers
+    only (email_out, and chat answers by agents or the API), never on what a
+    customer wrote."""
+    return all(hook is email_outbox.on_timeline_event for hook in timeline.event_hooks)
+
+
 def _event_values(
     workspace_id: int,
     kind: EventKind,
@@ -109,6 +119,7 @@ def _event_values(
     body: str,
     payload: dict[str, Any],
     now: datetime,
+    client_id: str | None = None,
 ) -> dict[str, Any]:
     if len(body) > MAX_BODY_CHARS:
         raise Invalid(f"body is longer than {MAX_BODY_CHARS} characters")
@@ -123,7 +134,7 @@ def _event_values(
         "body": body,
         "payload": payload,
         "internal": False,
-        "client_id": None,
+        "client_id": client_id,
         "created_at": now,
     }
 
@@ -241,12 +252,14 @@ class TimelineBatch:
         kind: EventKind,
         payload: dict[str, Any],
         now: datetime,
+        client_id: str | None = None,
     ) -> QueuedEvent:
-        """`do_customer_message` to a ticket it does not reopen (`can_append`)."""
+        """`do_customer_message` to a ticket it does not reopen (`can_append`), with a
+        `client_id` the caller made sure is new."""
         assert ticket.id is not None and can_append(ticket)
         assert actor.type is not ActorType.agent  # would set first_response_at
         event = QueuedEvent(
-            ticket, _event_values(ticket.workspace_id, kind, actor, body, payload, now)
+            ticket, _event_values(ticket.workspace_id, kind, actor, body, payload, now, client_id)
         )
         self.events.append(event)
         return event

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Coroutine
+from collections.abc import Coroutine
 from typing import Any
 
 from starlette.websockets import WebSocket
 
 from app.bus.base import Message
 from app.events import UnitOfWork, contact_topic, workspace_topic
+from app.group_commit import Together
 from app.models import Inbox, Ticket
 from app.services import chat, visitors
-from app.services.chat import ChatVisitor, MessageResult
+from app.services.chat import ChatVisitor, MessageResult, VisitorMessage
+from app.services.chat_batch import do_visitor_messages
 from app.services.errors import ServiceError
 from app.services.origins import origin_allowed
 from app.services.visitors import IdentityError
@@ -37,6 +39,20 @@ from channels.webchat.protocol import (
 log = logging.getLogger(__name__)
 
 OPEN_STATES = {"new", "open", "pending"}
+
+
+class _StoreMessage(Together[MessageResult]):
+    """A widget message for the hub's group commit; the messages of one batch are
+    stored together (app.services.chat_batch)."""
+
+    def __init__(self, message: VisitorMessage, presence_ttl: float) -> None:
+        self.message = message
+        self.presence_ttl = presence_ttl
+
+    @classmethod
+    async def write_many(cls, uow: UnitOfWork, works: list[Any]) -> list[Any]:
+        messages = [work.message for work in works]
+        return await do_visitor_messages(uow, messages, presence_ttl=works[0].presence_ttl)
 
 
 def widget_endpoint(websocket: WebSocket) -> Coroutine[Any, Any, None]:
@@ -363,21 +379,18 @@ class WidgetConnection(Connection):
                 )
             )
             return
-        visitor, inbox = self.visitor, self.inbox
-
-        def store(uow: UnitOfWork) -> Awaitable[MessageResult]:
-            return chat.do_visitor_message(
-                uow,
-                visitor,
-                inbox,
-                client_id=msg.client_id,
-                body=msg.body,
-                attachments=msg.attachments,
+        store = _StoreMessage(
+            VisitorMessage(
+                self.visitor,
+                self.inbox,
+                msg.client_id,
+                msg.body,
+                msg.attachments,
                 name=msg.name,
                 email=msg.email,
-                presence_ttl=self.hub.ttl,
-            )
-
+            ),
+            self.hub.ttl,
+        )
         try:
             result = await self.hub.writes.run(store, size=len(msg.body))
         except ServiceError as exc:
@@ -387,8 +400,8 @@ class WidgetConnection(Connection):
             log.exception("storing a widget message failed")
             await self.send(error_frame("unavailable", "not stored; resend later", msg.client_id))
             return
-        ticket_id = result.ticket.id or 0
-        await self.send(ack(msg.client_id, ticket_id, result.event.seq))
+        ticket_id = result.ticket_id
+        await self.send(ack(msg.client_id, ticket_id, result.seq))
         if result.ticket_created:
             self.hub.kick()
         if self.visitor.contact_id is not None:

@@ -1,0 +1,192 @@
+"""Store the widget messages of one group-commit batch with a few statements for all.
+
+Nearly every widget message is the next line of a conversation that already
+exists: a known visitor, an open chat ticket, a new client_id. Stored one by one
+(`chat.do_visitor_message`), each costs its own round of lookups (client_id,
+contact, open ticket), an ORM event object and an INSERT, about 2 ms of CPU in
+all; the server's whole budget for a relayed message is a twentieth of that. Here
+those lookups are one statement each for the whole batch and the events are
+queued in a `TimelineBatch` (one multi-row INSERT).
+
+Whatever is not such a plain next line goes through `do_visitor_message`
+afterwards, unchanged: a first message (it creates the contact or the ticket),
+a resent client_id (and the second copy of a client_id queued twice in the
+batch), attachments, a pre-chat name or email, a message that reopens a
+ticket, a contact that was merged away. So are all of them while a timeline
+hook that could care about a customer's message is installed.
+
+Same result, bus messages and webhooks as `do_visitor_message` for each message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import bindparam, select
+from sqlmodel import col
+from sqlmodel import select as orm_select
+
+from app.events import UnitOfWork
+from app.models import Contact, ContactIdentity, IdentityKind, Ticket, TicketEvent
+from app.models.base import utcnow
+from app.models.ticket import EventKind
+from app.services.actors import Actor
+from app.services.chat import MessageResult, VisitorMessage, do_visitor_message
+from app.services.routing import LOCK_CONTACT, OPEN_CHAT_STATUSES, xact_lock
+from app.services.row_insert import core_connection
+from app.services.ticket_batch import TimelineBatch, can_append, hooks_ignore_customer_messages
+from app.services.timeline import MAX_BODY_CHARS
+
+_USED_CLIENT_IDS = select(TicketEvent.client_id).where(  # type: ignore[call-overload]
+    col(TicketEvent.workspace_id) == bindparam("workspace_id"),
+    col(TicketEvent.client_id).in_(bindparam("client_ids", expanding=True)),
+)
+
+_CONTACTS_BY_IDENTITY = (
+    select(ContactIdentity.value, Contact.id, Contact.name)  # type: ignore[call-overload]
+    .join(Contact, col(Contact.id) == col(ContactIdentity.contact_id))
+    .where(
+        col(ContactIdentity.workspace_id) == bindparam("workspace_id"),
+        col(ContactIdentity.kind) == bindparam("kind"),
+        col(ContactIdentity.value).in_(bindparam("values", expanding=True)),
+        col(Contact.merged_into_id).is_(None),
+    )
+)
+
+# Like `chat.open_chat_ticket`, for many contacts: newest first, the caller keeps the
+# first per (inbox, contact).
+_OPEN_CHAT_TICKETS = (
+    orm_select(Ticket)
+    .where(
+        col(Ticket.workspace_id) == bindparam("workspace_id"),
+        col(Ticket.contact_id).in_(bindparam("contact_ids", expanding=True)),
+        col(Ticket.status).in_(OPEN_CHAT_STATUSES),
+        col(Ticket.merged_into_id).is_(None),
+    )
+    .order_by(col(Ticket.id).desc())
+)
+
+
+@dataclass
+class _Line:
+    """A message that qualifies, and what the lookups found for it."""
+
+    index: int
+    message: VisitorMessage
+    identity: tuple[IdentityKind, str]
+    contact: tuple[int, str] | None = None
+    ticket: Ticket | None = None
+
+
+async def do_visitor_messages(
+    uow: UnitOfWork, messages: Sequence[VisitorMessage], *, presence_ttl: float
+) -> list[MessageResult]:
+    """`do_visitor_message` for each message, in one transaction; the caller commits.
+    Any error (one message's, or the database's) fails the whole call: the group
+    commit then writes each message alone, where the error reaches its sender."""
+    results: list[MessageResult | None] = [None] * len(messages)
+    lines = await _plain_lines(uow, messages)
+    if lines:
+        queue = TimelineBatch()
+        now = utcnow()
+        queued = []
+        for line in lines:
+            assert line.contact is not None and line.ticket is not None
+            contact_id, name = line.contact
+            actor = Actor.contact(line.message.visitor.workspace_id, contact_id, name or "Visitor")
+            event = queue.append(
+                line.ticket,
+                actor,
+                body=line.message.body,
+                kind=EventKind.message,
+                payload={},
+                now=now,
+                client_id=line.message.client_id,
+            )
+            queued.append((line, event))
+        await queue.flush(uow)
+        for line, event in queued:
+            assert line.contact is not None
+            line.message.visitor.contact_id = line.contact[0]
+            results[line.index] = MessageResult(event.ticket_id, event.seq, True, False, False)
+    for index, message in enumerate(messages):
+        if results[index] is None:
+            results[index] = await do_visitor_message(uow, message, presence_ttl=presence_ttl)
+    return [result for result in results if result is not None]
+
+
+async def _plain_lines(uow: UnitOfWork, messages: Sequence[VisitorMessage]) -> list[_Line]:
+    """The messages that are the next line of an open conversation, with their
+    contact and ticket; the others are left for `do_visitor_message`."""
+    if not hooks_ignore_customer_messages():
+        return []
+    seen: set[tuple[int, str]] = set()
+    by_workspace: dict[int, list[_Line]] = {}
+    for index, message in enumerate(messages):
+        key = (message.visitor.workspace_id, message.client_id)
+        if key in seen or not _plain(message):
+            continue  # the second copy is answered from the first, once it is stored
+        seen.add(key)
+        visitor = message.visitor
+        identity = (
+            (IdentityKind.external, visitor.external_id.strip())
+            if visitor.external_id is not None
+            else (IdentityKind.visitor, visitor.visitor_id.strip())
+        )
+        line = _Line(index, message, identity)
+        by_workspace.setdefault(visitor.workspace_id, []).append(line)
+    found: list[_Line] = []
+    for workspace_id, lines in by_workspace.items():
+        found.extend(await _look_up(uow, workspace_id, lines))
+    found.sort(key=lambda line: line.index)
+    return found
+
+
+def _plain(message: VisitorMessage) -> bool:
+    return (
+        not message.attachments
+        and not message.name
+        and not message.email
+        and bool(message.body.strip())
+        and len(message.body) <= MAX_BODY_CHARS
+        and 1 <= len(message.client_id) <= 64
+    )
+
+
+async def _look_up(uow: UnitOfWork, workspace_id: int, lines: list[_Line]) -> list[_Line]:
+    connection = await core_connection(uow.session)
+    params = {"workspace_id": workspace_id, "client_ids": [x.message.client_id for x in lines]}
+    used = set((await connection.execute(_USED_CLIENT_IDS, params)).scalars())
+    lines = [line for line in lines if line.message.client_id not in used]
+    for kind in {line.identity[0] for line in lines}:
+        values = [line.identity[1] for line in lines if line.identity[0] is kind]
+        params = {"workspace_id": workspace_id, "kind": kind, "values": values}
+        contacts = {
+            value: (contact_id, name)
+            for value, contact_id, name in await connection.execute(_CONTACTS_BY_IDENTITY, params)
+        }
+        for line in lines:
+            if line.identity[0] is kind:
+                line.contact = contacts.get(line.identity[1])
+    lines = [line for line in lines if line.contact is not None]
+    contact_ids = sorted({line.contact[0] for line in lines if line.contact is not None})
+    if not contact_ids:
+        return []
+    # As `do_visitor_message`: on PostgreSQL, another node deciding between "append"
+    # and "open a new ticket" for the same contact waits for this transaction.
+    # Taken in id order, so two batches never wait for each other in a circle.
+    await _lock_contacts(uow, contact_ids)
+    params = {"workspace_id": workspace_id, "contact_ids": contact_ids}
+    newest: dict[tuple[int | None, int | None], Ticket] = {}
+    for ticket in (await uow.session.exec(_OPEN_CHAT_TICKETS, params=params)).all():
+        newest.setdefault((ticket.inbox_id, ticket.contact_id), ticket)
+    for line in lines:
+        assert line.contact is not None
+        line.ticket = newest.get((line.message.inbox.id, line.contact[0]))
+    return [line for line in lines if line.ticket is not None and can_append(line.ticket)]
+
+
+async def _lock_contacts(uow: UnitOfWork, contact_ids: Iterable[int]) -> None:
+    for contact_id in contact_ids:
+        await xact_lock(uow.session, LOCK_CONTACT, contact_id)
