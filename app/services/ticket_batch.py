@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, bindparam, update
+from sqlalchemy import Table, Update, case, literal, update
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import col
 
@@ -44,17 +44,24 @@ from app.services.timeline import MAX_BODY_CHARS, announce_event, iso
 _TICKETS: Table = Ticket.__table__  # type: ignore[attr-defined]
 _EVENTS: Table = TicketEvent.__table__  # type: ignore[attr-defined]
 
-# Like `timeline._next_seq`, for several messages of one ticket at once.
-_TAKE_SEQS = (
-    update(Ticket)
-    .where(col(Ticket.id) == bindparam("ticket_id"))
-    .values(
-        last_seq=col(Ticket.last_seq) + bindparam("count"),
-        updated_at=bindparam("now", type_=TZDateTime()),
+
+def _take_seqs(counts: dict[int, int], times: dict[int, datetime]) -> Update:
+    """Like `timeline._next_seq`, for several messages to several tickets at once: one
+    UPDATE ... RETURNING that adds each ticket's count to its counter. The row locks
+    (PostgreSQL) or the write lock (SQLite) keep concurrent appenders gap-free."""
+    ticket_id = col(Ticket.id)
+    return (
+        update(Ticket)
+        .where(ticket_id.in_(list(counts)))
+        .values(
+            last_seq=col(Ticket.last_seq) + case(counts, value=ticket_id),
+            updated_at=case(
+                {k: literal(v, TZDateTime()) for k, v in times.items()}, value=ticket_id
+            ),
+        )
+        .returning(ticket_id, col(Ticket.last_seq))
+        .execution_options(synchronize_session=False)
     )
-    .returning(col(Ticket.last_seq))
-    .execution_options(synchronize_session=False)
-)
 
 
 @dataclass
@@ -279,14 +286,17 @@ class TimelineBatch:
         for event in events:
             if isinstance(event.ticket, Ticket):
                 appended.setdefault(event.ticket_id, (event.ticket, []))[1].append(event)
-        for ticket_id, (ticket, queued) in appended.items():
-            now = queued[-1].values["created_at"]
-            params = {"ticket_id": ticket_id, "count": len(queued), "now": now}
-            top = int((await connection.execute(_TAKE_SEQS, params)).scalar_one())
-            for seq, event in enumerate(queued, start=top - len(queued) + 1):
-                event.seq = seq
-            set_committed_value(ticket, "last_seq", top)
-            set_committed_value(ticket, "updated_at", now)
+        if appended:
+            times = {k: queued[-1].values["created_at"] for k, (_, queued) in appended.items()}
+            counts = {k: len(queued) for k, (_, queued) in appended.items()}
+            taken = await connection.execute(_take_seqs(counts, times))
+            tops = {int(ticket_id): int(top) for ticket_id, top in taken}
+            for ticket_id, (ticket, queued) in appended.items():
+                top = tops[ticket_id]
+                for seq, event in enumerate(queued, start=top - len(queued) + 1):
+                    event.seq = seq
+                set_committed_value(ticket, "last_seq", top)
+                set_committed_value(ticket, "updated_at", times[ticket_id])
         rows = [{**e.values, "ticket_id": e.ticket_id, "seq": e.seq} for e in events]
         event_ids = await insert_rows(connection, _EVENTS, rows)
         for event, event_id in zip(events, event_ids, strict=True):

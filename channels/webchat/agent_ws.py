@@ -192,9 +192,11 @@ class AgentConnection(Connection):
     def _in_scope(self, ticket: int, team: int | None) -> bool:
         if ticket in self.tickets or ticket in self.assigned:
             return True
-        if not self._team_visible(team):
+        # The stream test first: it is cheaper, and it rules out most of the
+        # workspace's traffic for a console that follows only its own tickets.
+        if not (self.workspace or (team is not None and team in self.teams)):
             return False
-        return self.workspace or (team is not None and team in self.teams)
+        return self._team_visible(team)
 
     # -- bus -> agent -----------------------------------------------------------------
 
