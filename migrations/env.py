@@ -45,6 +45,32 @@ def _run_sync(connection: Connection) -> None:
     _configure(connection)
     with context.begin_transaction():
         context.run_migrations()
+        if connection.dialect.name == "sqlite":
+            _check_foreign_keys(connection)
+
+
+def _foreign_keys_off(connection: Connection) -> None:
+    """SQLite: stop enforcing foreign keys on this connection (app.db turns them on).
+
+    A batch ("move and copy") alteration drops a table and renames its copy into place.
+    While foreign keys are enforced, DROP TABLE first deletes every row, and the ON DELETE
+    actions of the tables referencing it run: rebuilding `ticket` would empty
+    `ticket_event`. The pragma is ignored inside a transaction, so it goes to the driver
+    connection before the migrations begin theirs; `_check_foreign_keys` checks the
+    references at the end instead.
+    """
+    cursor = connection.connection.cursor()
+    try:
+        cursor.execute("PRAGMA foreign_keys=OFF")
+    finally:
+        cursor.close()
+
+
+def _check_foreign_keys(connection: Connection) -> None:
+    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").all()
+    if broken:
+        # Raised before the commit: the migrations are rolled back.
+        raise RuntimeError(f"migrations left rows with dangling references: {broken[:10]}")
 
 
 async def run_migrations_online() -> None:
@@ -54,6 +80,8 @@ async def run_migrations_online() -> None:
         return
     engine = create_engine(config.get_main_option("sqlalchemy.url") or "")
     async with engine.connect() as connection:
+        if engine.dialect.name == "sqlite":
+            await connection.run_sync(_foreign_keys_off)
         await connection.run_sync(_run_sync)
         await connection.commit()
     await engine.dispose()

@@ -10,6 +10,21 @@ from sqlalchemy.engine import Dialect
 from sqlmodel import Column, Field
 
 
+def never_reused_ids() -> dict[str, Any]:
+    """Table options for a table whose ids leave the process (REST, webhooks, the widget
+    and voice protocols, URLs) and whose rows can be deleted.
+
+    SQLite gives a new row the largest id in the table plus one, so once the newest row
+    is deleted the next insert gets its id, and an integration holding "ticket 41"
+    would later find another ticket (of any workspace) under it. AUTOINCREMENT makes
+    ids only grow, as PostgreSQL's sequences do (the option means nothing there). It
+    costs one `sqlite_sequence` update per INSERT, so tables whose rows are never
+    deleted or whose ids stay inside do without. Adding it to an existing table takes
+    a rebuild on SQLite (see migration 0004).
+    """
+    return {"sqlite_autoincrement": True}
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 

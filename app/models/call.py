@@ -8,7 +8,7 @@ from enum import StrEnum
 from sqlalchemy import Index
 from sqlmodel import Field, SQLModel
 
-from app.models.base import created_at_field, datetime_field, json_field
+from app.models.base import created_at_field, datetime_field, json_field, never_reused_ids
 
 
 class CallState(StrEnum):
@@ -50,6 +50,7 @@ class Call(SQLModel, table=True):
     __table_args__ = (
         Index("ix_call_ws_state", "workspace_id", "state"),
         Index("ix_call_agent_state", "agent_id", "state"),
+        never_reused_ids(),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -97,7 +98,10 @@ class CallbackRequest(SQLModel, table=True):
     """A customer who chose to be called back; dialed progressively as agents free up."""
 
     __tablename__ = "callback_request"
-    __table_args__ = (Index("ix_callback_ws_state", "workspace_id", "state", "created_at"),)
+    __table_args__ = (
+        Index("ix_callback_ws_state", "workspace_id", "state", "created_at"),
+        never_reused_ids(),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     workspace_id: int = Field(foreign_key="workspace.id", index=True, ondelete="CASCADE")

@@ -7,12 +7,12 @@ from datetime import datetime
 from sqlalchemy import UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from app.models.base import created_at_field
+from app.models.base import created_at_field, never_reused_ids
 
 
 class CannedResponse(SQLModel, table=True):
     __tablename__ = "canned_response"
-    __table_args__ = (UniqueConstraint("workspace_id", "shortcut"),)
+    __table_args__ = (UniqueConstraint("workspace_id", "shortcut"), never_reused_ids())
 
     id: int | None = Field(default=None, primary_key=True)
     workspace_id: int = Field(foreign_key="workspace.id", index=True, ondelete="CASCADE")

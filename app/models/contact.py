@@ -9,10 +9,12 @@ from typing import Any
 from sqlalchemy import UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from app.models.base import created_at_field, json_field
+from app.models.base import created_at_field, json_field, never_reused_ids
 
 
 class Contact(SQLModel, table=True):
+    __table_args__ = (never_reused_ids(),)
+
     id: int | None = Field(default=None, primary_key=True)
     workspace_id: int = Field(foreign_key="workspace.id", index=True, ondelete="CASCADE")
     name: str = Field(default="", max_length=200)
@@ -32,7 +34,7 @@ class IdentityKind(StrEnum):
 
 class ContactIdentity(SQLModel, table=True):
     __tablename__ = "contact_identity"
-    __table_args__ = (UniqueConstraint("workspace_id", "kind", "value"),)
+    __table_args__ = (UniqueConstraint("workspace_id", "kind", "value"), never_reused_ids())
 
     id: int | None = Field(default=None, primary_key=True)
     workspace_id: int = Field(foreign_key="workspace.id", index=True, ondelete="CASCADE")

@@ -10,7 +10,7 @@ from sqlalchemy import Column, Index, LargeBinary, Text, UniqueConstraint
 from sqlalchemy.orm import deferred
 from sqlmodel import Field, SQLModel
 
-from app.models.base import created_at_field, datetime_field, json_field
+from app.models.base import created_at_field, datetime_field, json_field, never_reused_ids
 
 
 class MailDirection(StrEnum):
@@ -38,6 +38,7 @@ class MailMessage(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("inbox_id", "message_id"),
         Index("ix_mail_message_ws_msgid", "workspace_id", "message_id"),
+        never_reused_ids(),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -89,6 +90,7 @@ class OutboundEmail(SQLModel, table=True):
     __table_args__ = (
         Index("ix_outbound_email_due", "state", "next_attempt_at"),
         Index("ix_outbound_email_throttle", "inbox_id", "kind", "to_address", "created_at"),
+        never_reused_ids(),
     )
 
     id: int | None = Field(default=None, primary_key=True)

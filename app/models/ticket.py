@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from app.models.base import created_at_field, datetime_field, json_field
+from app.models.base import created_at_field, datetime_field, json_field, never_reused_ids
 
 
 class TicketStatus(StrEnum):
@@ -39,6 +39,7 @@ class Ticket(SQLModel, table=True):
         UniqueConstraint("workspace_id", "number"),
         Index("ix_ticket_ws_updated", "workspace_id", "updated_at", "id"),
         Index("ix_ticket_ws_status", "workspace_id", "status"),
+        never_reused_ids(),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -104,6 +105,7 @@ class TicketEvent(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("ticket_id", "seq"),
         UniqueConstraint("workspace_id", "client_id"),
+        never_reused_ids(),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -122,6 +124,8 @@ class TicketEvent(SQLModel, table=True):
 
 
 class Attachment(SQLModel, table=True):
+    __table_args__ = (never_reused_ids(),)
+
     id: int | None = Field(default=None, primary_key=True)
     workspace_id: int = Field(foreign_key="workspace.id", index=True, ondelete="CASCADE")
     ticket_id: int | None = Field(

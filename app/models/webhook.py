@@ -9,10 +9,12 @@ from typing import Any
 from sqlalchemy import Index
 from sqlmodel import Field, SQLModel
 
-from app.models.base import created_at_field, datetime_field, json_field
+from app.models.base import created_at_field, datetime_field, json_field, never_reused_ids
 
 
 class Webhook(SQLModel, table=True):
+    __table_args__ = (never_reused_ids(),)
+
     id: int | None = Field(default=None, primary_key=True)
     workspace_id: int = Field(foreign_key="workspace.id", index=True, ondelete="CASCADE")
     url: str = Field(max_length=2000)

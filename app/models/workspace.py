@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from app.models.base import created_at_field, datetime_field, json_field
+from app.models.base import created_at_field, datetime_field, json_field, never_reused_ids
 
 
 class Workspace(SQLModel, table=True):
@@ -28,14 +28,18 @@ class Role(StrEnum):
 
     @property
     def rank(self) -> int:
-        return {"agent": 1, "supervisor": 2, "admin": 3}[self.value]
+        return _RANKS[self.value]
 
     def at_least(self, other: Role) -> bool:
         return self.rank >= other.rank
 
 
+# Asked for every bus message offered to every agent console: built once.
+_RANKS = {"agent": 1, "supervisor": 2, "admin": 3}
+
+
 class Team(SQLModel, table=True):
-    __table_args__ = (UniqueConstraint("workspace_id", "name"),)
+    __table_args__ = (UniqueConstraint("workspace_id", "name"), never_reused_ids())
 
     id: int | None = Field(default=None, primary_key=True)
     workspace_id: int = Field(foreign_key="workspace.id", index=True, ondelete="CASCADE")
@@ -77,6 +81,8 @@ class InboxKind(StrEnum):
 
 
 class Inbox(SQLModel, table=True):
+    __table_args__ = (never_reused_ids(),)
+
     id: int | None = Field(default=None, primary_key=True)
     workspace_id: int = Field(foreign_key="workspace.id", index=True, ondelete="CASCADE")
     kind: InboxKind

@@ -231,10 +231,8 @@ class WidgetConnection(Connection):
             and ticket.contact_id == self.visitor.contact_id
         )
         if not ok:
-            if ticket is not None:
-                # Not for a ticket that is gone: SQLite may give its id to this
-                # visitor's next conversation.
-                self.ignored.add(ticket_id)
+            # Also a ticket that is gone: ids are never given out again (app.models.base).
+            self.ignored.add(ticket_id)
             return False
         self.cursors.start(ticket_id, 0)
         self.current = ticket_id
@@ -299,9 +297,8 @@ class WidgetConnection(Connection):
         """An admin deleted a conversation of this widget: it leaves the screen too."""
         if ticket_id not in self.cursors:
             return
-        # Not `ignored`: SQLite may give the next ticket the same id (the id of the
-        # newest row is reused once it is deleted); `_follow` checks whose it is then.
         self.cursors.forget(ticket_id)
+        self.ignored.add(ticket_id)
         if self.current == ticket_id:
             self.current = None
             self.last_state = None
