@@ -428,10 +428,14 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         try:
             load = Load()
             keep = await app_setup(app_port, key, cookies, args.conversations, load)
+            progress(f"app (pid {app.pid}): fixed load")
+            fixed = await fixed_rate(load, args.offered, args.seconds, app.pid)
+            progress(f"app (pid {app.pid}): saturation")
             result["app"] = {
-                "fixed": await fixed_rate(load, args.offered, args.seconds, app.pid),
+                "fixed": fixed,
                 "saturation": await saturation(load, args.seconds, app.pid),
             }
+            progress(f"app (pid {app.pid}): done")
             for item in keep:
                 if isinstance(item, asyncio.Task):
                     item.cancel()
@@ -460,6 +464,11 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     }
     result["goals"] = {"throughput_ratio_min": 0.6, "p99_ratio_max": 2.0, "kb_per_idle_max": 30}
     return result
+
+
+def progress(what: str) -> None:
+    """Phases on stderr (the JSON goes to stdout), e.g. to point a profiler at one."""
+    print(f"{time.strftime('%H:%M:%S')} {what}", file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

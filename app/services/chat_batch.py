@@ -25,7 +25,6 @@ from dataclasses import dataclass
 
 from sqlalchemy import bindparam, select
 from sqlmodel import col
-from sqlmodel import select as orm_select
 
 from app.events import UnitOfWork
 from app.models import Contact, ContactIdentity, IdentityKind, Ticket, TicketEvent
@@ -35,7 +34,12 @@ from app.services.actors import Actor
 from app.services.chat import MessageResult, VisitorMessage, do_visitor_message
 from app.services.routing import LOCK_CONTACT, OPEN_CHAT_STATUSES, xact_lock
 from app.services.row_insert import core_connection
-from app.services.ticket_batch import TimelineBatch, can_append, hooks_ignore_customer_messages
+from app.services.ticket_batch import (
+    TicketRef,
+    TimelineBatch,
+    can_append,
+    hooks_ignore_customer_messages,
+)
 from app.services.timeline import MAX_BODY_CHARS
 
 _USED_CLIENT_IDS = select(TicketEvent.client_id).where(  # type: ignore[call-overload]
@@ -57,7 +61,14 @@ _CONTACTS_BY_IDENTITY = (
 # Like `chat.open_chat_ticket`, for many contacts: newest first, the caller keeps the
 # first per (inbox, contact).
 _OPEN_CHAT_TICKETS = (
-    orm_select(Ticket)
+    select(  # type: ignore[call-overload]
+        Ticket.id,
+        Ticket.workspace_id,
+        Ticket.contact_id,
+        Ticket.team_id,
+        Ticket.status,
+        Ticket.inbox_id,
+    )
     .where(
         col(Ticket.workspace_id) == bindparam("workspace_id"),
         col(Ticket.contact_id).in_(bindparam("contact_ids", expanding=True)),
@@ -76,7 +87,7 @@ class _Line:
     message: VisitorMessage
     identity: tuple[IdentityKind, str]
     contact: tuple[int, str] | None = None
-    ticket: Ticket | None = None
+    ticket: TicketRef | None = None
 
 
 async def do_visitor_messages(
@@ -178,9 +189,10 @@ async def _look_up(uow: UnitOfWork, workspace_id: int, lines: list[_Line]) -> li
     # Taken in id order, so two batches never wait for each other in a circle.
     await _lock_contacts(uow, contact_ids)
     params = {"workspace_id": workspace_id, "contact_ids": contact_ids}
-    newest: dict[tuple[int | None, int | None], Ticket] = {}
-    for ticket in (await uow.session.exec(_OPEN_CHAT_TICKETS, params=params)).all():
-        newest.setdefault((ticket.inbox_id, ticket.contact_id), ticket)
+    newest: dict[tuple[int | None, int | None], TicketRef] = {}
+    for *columns, inbox_id in await connection.execute(_OPEN_CHAT_TICKETS, params):
+        ticket = TicketRef(*columns)
+        newest.setdefault((inbox_id, ticket.contact_id), ticket)
     for line in lines:
         assert line.contact is not None
         line.ticket = newest.get((line.message.inbox.id, line.contact[0]))

@@ -1,10 +1,11 @@
 """Open tickets and append customer messages for many inbound messages at once.
 
-The inbound email path stores a group-commit batch of mails in one transaction
-(`email_batch`). Written one by one, every new ticket and every message is an ORM
-object (building one costs more than its INSERT) and a statement of its own. Here
-they are queued as plain row values, and `flush` writes them with one multi-row
-INSERT per table plus one counter UPDATE per existing ticket that got messages.
+The inbound email path (`email_batch`) and live chat (`chat_batch`) store a
+group-commit batch of messages in one transaction. Written one by one, every new
+ticket and every message is an ORM object (building one costs more than its
+INSERT) and a statement of its own. Here they are queued as plain row values, and
+`flush` writes them with one multi-row INSERT per table plus a counter UPDATE for
+the existing tickets that got messages.
 
 What reaches the database, the bus and the webhook outbox is what
 `tickets.do_create_ticket(message=...)` and `tickets.do_customer_message` write
@@ -23,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, Update, case, literal, update
+from sqlalchemy import Table, bindparam, update
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import col
 
@@ -45,23 +46,19 @@ _TICKETS: Table = Ticket.__table__  # type: ignore[attr-defined]
 _EVENTS: Table = TicketEvent.__table__  # type: ignore[attr-defined]
 
 
-def _take_seqs(counts: dict[int, int], times: dict[int, datetime]) -> Update:
-    """Like `timeline._next_seq`, for several messages to several tickets at once: one
-    UPDATE ... RETURNING that adds each ticket's count to its counter. The row locks
-    (PostgreSQL) or the write lock (SQLite) keep concurrent appenders gap-free."""
-    ticket_id = col(Ticket.id)
-    return (
-        update(Ticket)
-        .where(ticket_id.in_(list(counts)))
-        .values(
-            last_seq=col(Ticket.last_seq) + case(counts, value=ticket_id),
-            updated_at=case(
-                {k: literal(v, TZDateTime()) for k, v in times.items()}, value=ticket_id
-            ),
-        )
-        .returning(ticket_id, col(Ticket.last_seq))
-        .execution_options(synchronize_session=False)
+# Like `timeline._next_seq`, for several tickets that each get `count` more messages:
+# one UPDATE ... RETURNING per distinct count (nearly always one), built once. The row
+# locks (PostgreSQL) or the write lock (SQLite) keep concurrent appenders gap-free.
+_TAKE_SEQS = (
+    update(Ticket)
+    .where(col(Ticket.id).in_(bindparam("ticket_ids", expanding=True)))
+    .values(
+        last_seq=col(Ticket.last_seq) + bindparam("count"),
+        updated_at=bindparam("now", type_=TZDateTime()),
     )
+    .returning(col(Ticket.id), col(Ticket.last_seq))
+    .execution_options(synchronize_session=False)
+)
 
 
 @dataclass
@@ -90,11 +87,23 @@ class NewTicket:
 
 
 @dataclass
+class TicketRef:
+    """An existing ticket, by the columns a queued message needs: cheaper to read than
+    the ORM object (JSON columns, identity map) when nothing else of it is used."""
+
+    id: int
+    workspace_id: int
+    contact_id: int | None
+    team_id: int | None
+    status: TicketStatus
+
+
+@dataclass
 class QueuedEvent:
     """One message for the timeline; `id`, `seq` and `ticket_id` are set by `flush`,
     which then calls `stored`."""
 
-    ticket: Ticket | NewTicket
+    ticket: Ticket | TicketRef | NewTicket
     values: dict[str, Any]
     stored: Callable[[QueuedEvent], None] | None = None
     id: int | None = None
@@ -106,7 +115,7 @@ class QueuedEvent:
         return self.ticket.id
 
 
-def can_append(ticket: Ticket) -> bool:
+def can_append(ticket: Ticket | TicketRef) -> bool:
     """A customer message to this ticket can be queued (it does not reopen it)."""
     return ticket.status not in REOPEN_ON_CUSTOMER
 
@@ -252,7 +261,7 @@ class TimelineBatch:
 
     def append(
         self,
-        ticket: Ticket,
+        ticket: Ticket | TicketRef,
         actor: Actor,
         *,
         body: str,
@@ -281,22 +290,31 @@ class TimelineBatch:
         rows = [{**t.values, **t.later} for t in tickets]
         for new, new_id in zip(tickets, await insert_rows(connection, _TICKETS, rows), strict=True):
             new.id = new_id
-        # Existing tickets: take every queued message's seq with one UPDATE per ticket.
-        appended: dict[int, tuple[Ticket, list[QueuedEvent]]] = {}
+        # Existing tickets: take the queued messages' seqs (see _TAKE_SEQS).
+        appended: dict[int, tuple[Ticket | TicketRef, list[QueuedEvent]]] = {}
         for event in events:
-            if isinstance(event.ticket, Ticket):
+            if not isinstance(event.ticket, NewTicket):
                 appended.setdefault(event.ticket_id, (event.ticket, []))[1].append(event)
         if appended:
-            times = {k: queued[-1].values["created_at"] for k, (_, queued) in appended.items()}
-            counts = {k: len(queued) for k, (_, queued) in appended.items()}
-            taken = await connection.execute(_take_seqs(counts, times))
-            tops = {int(ticket_id): int(top) for ticket_id, top in taken}
+            # The batch's last moment is every touched ticket's updated_at: within the
+            # transaction, and it lets tickets with as many new messages share a statement.
+            now = max(queued[-1].values["created_at"] for _, queued in appended.values())
+            by_count: dict[int, list[int]] = {}
+            for ticket_id, (_, queued) in appended.items():
+                by_count.setdefault(len(queued), []).append(ticket_id)
+            tops: dict[int, int] = {}
+            for count, ticket_ids in by_count.items():
+                params = {"ticket_ids": ticket_ids, "count": count, "now": now}
+                for row_id, top in await connection.execute(_TAKE_SEQS, params):
+                    assert row_id is not None
+                    tops[row_id] = top
             for ticket_id, (ticket, queued) in appended.items():
                 top = tops[ticket_id]
                 for seq, event in enumerate(queued, start=top - len(queued) + 1):
                     event.seq = seq
-                set_committed_value(ticket, "last_seq", top)
-                set_committed_value(ticket, "updated_at", times[ticket_id])
+                if isinstance(ticket, Ticket):  # the session's copy stays true
+                    set_committed_value(ticket, "last_seq", top)
+                    set_committed_value(ticket, "updated_at", now)
         rows = [{**e.values, "ticket_id": e.ticket_id, "seq": e.seq} for e in events]
         event_ids = await insert_rows(connection, _EVENTS, rows)
         for event, event_id in zip(events, event_ids, strict=True):
