@@ -179,11 +179,13 @@ class Together(Generic[T]):
     others of its class in the same batch: a few set-based statements for all of
     them instead of a round of statements each.
 
-    `write_many` gets every piece of its class in the batch, in the
-    order they were queued, and returns one result each. The pieces of a batch were
-    all waiting at once, so none was answered before another was queued: their
-    order only matters among those one caller queued in sequence, and `write_many`
-    keeps that order."""
+    `write_many` gets every piece of its class in the batch, in the order they were
+    queued, and returns one result each; they are written before the batch's other
+    pieces. That reordering is safe because the pieces of a batch were all waiting
+    at once: none was answered before another was queued, so their order only
+    matters among those one caller queued in sequence, and `write_many` must keep
+    that order. Alone (a batch of one, or the one-by-one rerun after a failed batch)
+    a piece is a `write_many` of one."""
 
     async def __call__(self, uow: UnitOfWork) -> T:
         (result,) = await self.write_many(uow, [self])

@@ -274,7 +274,9 @@ async def send(load: Load, pair: Pair, pair_id: str) -> None:
     await pair.visitor.send(json.dumps(frame))
 
 
-def summary(load: Load, seconds: float, server_cpu_s: float) -> dict[str, Any]:
+def summary(
+    load: Load, seconds: float, server_cpu_s: float, generator_cpu_s: float
+) -> dict[str, Any]:
     def pct(q: float) -> float | None:
         return percentile_ms(load.latencies, q)
 
@@ -286,6 +288,10 @@ def summary(load: Load, seconds: float, server_cpu_s: float) -> dict[str, Any]:
         # Robust to a busy machine, unlike the rate: what one message costs the server.
         "server_cpu_ms_per_msg": round(server_cpu_s * 1000 / max(load.received, 1), 3),
         "server_cpu_util": round(server_cpu_s / seconds, 2),
+        # Near 1.0 the load generator, not the server, sets the pace: the app's
+        # protocol sends it three frames per message (ack, the visitor's copy of the
+        # event, the agent's), the relay one.
+        "load_generator_cpu_util": round(generator_cpu_s / seconds, 2),
     }
 
 
@@ -294,6 +300,7 @@ async def fixed_rate(load: Load, offered: int, seconds: float, server_pid: int) 
     load.received = 0
     load.recording = True
     cpu_before = proc_cpu_seconds(server_pid)
+    own_before = time.process_time()
     ids = list(load.pairs)
     interval = 1.0 / offered
     begin = time.perf_counter()
@@ -308,7 +315,12 @@ async def fixed_rate(load: Load, offered: int, seconds: float, server_pid: int) 
         sent += 1
     await asyncio.sleep(2.0)  # let in-flight messages land
     load.recording = False
-    result = summary(load, seconds, proc_cpu_seconds(server_pid) - cpu_before)
+    result = summary(
+        load,
+        seconds,
+        proc_cpu_seconds(server_pid) - cpu_before,
+        time.process_time() - own_before,
+    )
     result["offered_per_s"] = offered
     result["sent"] = sent
     # Past saturation a backlog remains: let it drain, or it would be measured as the
@@ -324,6 +336,7 @@ async def saturation(load: Load, seconds: float, server_pid: int) -> dict[str, A
     load.received = 0
     load.recording = True
     cpu_before = proc_cpu_seconds(server_pid)
+    own_before = time.process_time()
     stop = time.perf_counter() + seconds
 
     async def loop(pair_id: str) -> None:
@@ -337,7 +350,12 @@ async def saturation(load: Load, seconds: float, server_pid: int) -> dict[str, A
 
     await asyncio.gather(*(loop(pair) for pair in load.pairs))
     load.recording = False
-    return summary(load, seconds, proc_cpu_seconds(server_pid) - cpu_before)
+    return summary(
+        load,
+        seconds,
+        proc_cpu_seconds(server_pid) - cpu_before,
+        time.process_time() - own_before,
+    )
 
 
 async def idle_memory(port: int, key: str, pid: int, count: int) -> dict[str, Any]:

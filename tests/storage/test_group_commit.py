@@ -7,13 +7,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import pytest
 from sqlmodel import col, select
 
 from app.context import AppContext
 from app.events import UnitOfWork
-from app.group_commit import Work, WorkQueue
+from app.group_commit import Together, Work, WorkQueue
 from app.models import Ticket, TicketEvent
 from app.models.ticket import EventKind
 from app.services import tickets
@@ -131,3 +132,41 @@ async def test_a_caller_that_gives_up_before_its_batch_writes_nothing(
     with pytest.raises(asyncio.CancelledError):
         await gone
     assert await bodies(ctx, ticket_id) == ["kept"]
+
+
+class Tagged(Together[str]):
+    """A piece written together with the others of its class: records each call."""
+
+    calls: list[list[str]] = []
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    @classmethod
+    async def write_many(cls, uow: UnitOfWork, works: list[Any]) -> list[Any]:
+        cls.calls.append([work.name for work in works])
+        return [f"{work.name}!" for work in works]
+
+
+async def test_pieces_of_one_class_are_written_together_first(ctx: AppContext) -> None:
+    counting = CountingQueue(ctx)
+    order: list[str] = []
+
+    def plain(name: str) -> Work[str]:
+        async def work(uow: UnitOfWork) -> str:
+            order.append(name)
+            return name
+
+        return work
+
+    Tagged.calls = []
+    pieces: list[Work[Any]] = [plain("p1"), Tagged("t1"), plain("p2"), Tagged("t2")]
+    results = await asyncio.gather(*(counting.queue.run(piece) for piece in pieces))
+    assert counting.transactions == 1
+    assert Tagged.calls == [["t1", "t2"]]  # one call, in the order they were queued
+    assert order == ["p1", "p2"]
+    assert results == ["p1", "t1!", "p2", "t2!"]  # each caller gets its own answer
+
+    # Alone, a piece is a batch of one.
+    assert await counting.queue.run(Tagged("t3")) == "t3!"
+    assert Tagged.calls[-1] == ["t3"]
