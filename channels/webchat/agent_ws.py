@@ -356,16 +356,9 @@ class AgentConnection(Connection):
     ) -> None:
         """The ack (or error) of a queued write, once its transaction ended."""
         try:
-            try:
-                event = await committed
-            except ServiceError as exc:
-                await self.send(error_frame(exc.code, exc.message, client_id))
-                return
-            except Exception:
-                log.exception("storing an agent's %s failed", kind)
-                await self.send(error_frame("unavailable", "not stored; resend later", client_id))
-                return
-            await self.send(ack(client_id, event.ticket_id, event.seq))
+            event = await self.stored(committed, client_id, f"an agent's {kind}")
+            if event is not None:
+                await self.send(ack(client_id, event.ticket_id, event.seq))
         except Closed:
             pass  # the agent resends unacknowledged writes on its next connection
 

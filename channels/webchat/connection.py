@@ -13,13 +13,14 @@ import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from app.bus.base import Message, Subscription, SubscriptionOverflow
 from app.models import Ticket, TicketEvent
 from app.services.chat import replay_events
+from app.services.errors import ServiceError
 from app.services.timeline import event_public
 from app.tasks import cancel_and_wait
 from channels.base import ClientSession, close_session
@@ -30,12 +31,15 @@ from channels.webchat.protocol import (
     Limits,
     ProtocolError,
     decode,
+    error_frame,
 )
 
 if TYPE_CHECKING:
     from channels.webchat.hub import WebchatHub
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 # Frames read ahead of the one being handled; past that, reading waits (backpressure).
 FRAME_BACKLOG = 16
@@ -166,6 +170,19 @@ class Connection:
                 await self.ws.send_text(text)
             except (WebSocketDisconnect, RuntimeError, OSError) as exc:
                 raise Closed from exc
+
+    async def stored(self, write: Awaitable[T], client_id: str, what: str) -> T | None:
+        """The result of a queued write once committed; None once the client was told
+        (an error frame naming its client_id) why it was not stored. A database that
+        fails is `unavailable`, not the end of the connection: the client resends."""
+        try:
+            return await write
+        except ServiceError as exc:
+            await self.send(error_frame(exc.code, exc.message, client_id))
+        except Exception:
+            log.exception("storing %s failed", what)
+            await self.send(error_frame("unavailable", "not stored; resend later", client_id))
+        return None
 
     async def close(self, code: int, reason: str) -> None:
         with contextlib.suppress(Exception):

@@ -15,7 +15,6 @@ from app.models import Inbox, Ticket
 from app.services import chat, visitors
 from app.services.chat import ChatVisitor, MessageResult, VisitorMessage
 from app.services.chat_batch import do_visitor_messages
-from app.services.errors import ServiceError
 from app.services.origins import origin_allowed
 from app.services.visitors import IdentityError
 from channels.base import ClientSession, frame_handler, open_session
@@ -388,14 +387,9 @@ class WidgetConnection(Connection):
             ),
             self.hub.ttl,
         )
-        try:
-            result = await self.hub.writes.run(store, size=len(msg.body))
-        except ServiceError as exc:
-            await self.send(error_frame(exc.code, exc.message, msg.client_id))
-            return
-        except Exception:
-            log.exception("storing a widget message failed")
-            await self.send(error_frame("unavailable", "not stored; resend later", msg.client_id))
+        write = self.hub.writes.run(store, size=len(msg.body))
+        result = await self.stored(write, msg.client_id, "a widget message")
+        if result is None:
             return
         ticket_id = result.ticket_id
         await self.send(ack(msg.client_id, ticket_id, result.seq))

@@ -295,3 +295,29 @@ async def test_deleted_conversation_leaves_the_widget_and_the_next_message_start
     assert [e.body for e in await stored(ctx, again["ticket"])] == ["one more thing"]
     await w.expect("event", lambda f: f["ticket"] == again["ticket"] and f["seq"] == 1)
     await w.close()
+
+
+async def test_a_database_that_fails_answers_unavailable_and_keeps_the_connection(
+    live_server: LiveServer, chat_inbox: Inbox, ctx: AppContext
+) -> None:
+    w = await Widget.open(live_server.ws_url, chat_inbox.public_key or "")
+    first = await w.say("stored before the failure")
+    # A real failure of the database: the timeline table is gone for a moment.
+    async with ctx.engine.begin() as conn:
+        await conn.exec_driver_sql("ALTER TABLE ticket_event RENAME TO ticket_event_away")
+    client_id = str(uuid.uuid4())
+    try:
+        await w.send({"type": "message", "client_id": client_id, "body": "during the failure"})
+        error = await w.expect("error", lambda f: f.get("client_id") == client_id)
+        assert error["code"] == "unavailable"
+        await w.send({"type": "ping"})
+        await w.expect("pong")  # the connection stays open
+    finally:
+        async with ctx.engine.begin() as conn:
+            await conn.exec_driver_sql("ALTER TABLE ticket_event_away RENAME TO ticket_event")
+    # The widget resends what was not acknowledged: stored once, after what was.
+    again = await w.say("during the failure", client_id)
+    assert again["ticket"] == first["ticket"] and again["seq"] == first["seq"] + 1
+    events = await stored(ctx, first["ticket"])
+    assert [e.body for e in events] == ["stored before the failure", "during the failure"]
+    await w.close()
