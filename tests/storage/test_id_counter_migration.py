@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from sqlmodel import SQLModel
 
 from app.context import AppContext
 from app.main import create_app
@@ -23,20 +24,11 @@ from app.migrate import check, downgrade, upgrade
 from tests.conftest import SeededWorkspace, make_settings, seed_workspace
 
 API = "/api/v1"
+# What the models ask for; test_migrations' drift check holds migration 0004 to it.
 REBUILT = {
-    "team",
-    "inbox",
-    "contact",
-    "contact_identity",
-    "ticket",
-    "ticket_event",
-    "attachment",
-    "call",
-    "callback_request",
-    "mail_message",
-    "outbound_email",
-    "webhook",
-    "canned_response",
+    table.name
+    for table in SQLModel.metadata.tables.values()
+    if table.kwargs.get("sqlite_autoincrement")
 }
 
 

@@ -101,6 +101,20 @@ async def send(
     )
 
 
+def compose(message_id: str, subject: str, body: str | None = None, **headers: str) -> bytes:
+    """A plain mail from Anna to the demo support address; headers given as
+    Header_Name="value"."""
+    msg = EmailMessage()
+    msg["From"] = "Anna Kunde <anna@example.com>"
+    msg["To"] = "support@demo.localhost"
+    msg["Subject"] = subject
+    msg["Message-ID"] = f"<{message_id}>"
+    for name, value in headers.items():
+        msg[name.replace("_", "-")] = value
+    msg.set_content(body if body is not None else f"{subject}\n")
+    return msg.as_bytes()
+
+
 async def create_email_inbox(
     ctx: AppContext, workspace_id: int, address: str = "support@demo.localhost", **fields: Any
 ) -> int:

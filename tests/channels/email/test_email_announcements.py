@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from email.message import EmailMessage
 from typing import Any
 
 import pytest
-from mailtools import create_email_inbox, events, port, send
+from mailtools import compose, create_email_inbox, events, port, send
 
 from app.bus import Subscription
 from app.context import AppContext
@@ -25,18 +24,6 @@ from tests.conftest import SeededWorkspace
 
 BOTH_DATABASES = pytest.mark.parametrize("database_url", ["sqlite", "pg"], indirect=True)
 ANNOUNCED = ("ticket.created", "ticket.event")
-
-
-def compose(message_id: str, subject: str, **headers: str) -> bytes:
-    msg = EmailMessage()
-    msg["From"] = "Anna Kunde <anna@example.com>"
-    msg["To"] = "support@demo.localhost"
-    msg["Subject"] = subject
-    msg["Message-ID"] = f"<{message_id}>"
-    for name, value in headers.items():
-        msg[name.replace("_", "-")] = value
-    msg.set_content(f"About {subject}.\n")
-    return msg.as_bytes()
 
 
 async def deliver(ctx: AppContext, sub: Subscription, raw: bytes, count: int) -> list[Any]:

@@ -18,7 +18,7 @@ from email.message import EmailMessage
 from typing import Any
 
 import pytest
-from mailtools import create_email_inbox, events, mails, port, send, tickets
+from mailtools import compose, create_email_inbox, events, mails, port, send, tickets
 from sqlalchemy import event
 
 from app.context import AppContext
@@ -29,18 +29,6 @@ from app.services.attachments import storage_path
 from channels.email.ingest import ingest_queue
 from channels.email.smtp_in import SmtpListener
 from tests.conftest import SeededWorkspace
-
-
-def compose(message_id: str, subject: str, **headers: str) -> bytes:
-    msg = EmailMessage()
-    msg["From"] = "Anna Kunde <anna@example.com>"
-    msg["To"] = "support@demo.localhost"
-    msg["Subject"] = subject
-    msg["Message-ID"] = f"<{message_id}>"
-    for name, value in headers.items():
-        msg[name.replace("_", "-")] = value
-    msg.set_content(f"{subject}\n")
-    return msg.as_bytes()
 
 
 @contextmanager
