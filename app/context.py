@@ -12,7 +12,7 @@ from typing import Any, Protocol
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.bus import EventBus, create_bus
-from app.db import SessionFactory, create_engine, read_session_factory, session_factory
+from app.db import SessionFactory, engine_from_settings, read_session_factory, session_factory
 from app.events import UnitOfWork
 from app.settings import Settings
 
@@ -32,7 +32,7 @@ class Service(Protocol):
 class AppContext:
     def __init__(self, settings: Settings, *, bus: EventBus | None = None) -> None:
         self.settings = settings
-        self.engine: AsyncEngine = create_engine(settings.database_url)
+        self.engine: AsyncEngine = engine_from_settings(settings)
         self.sessions: SessionFactory = session_factory(self.engine)
         # Same engine and pool; on SQLite its transactions do not take the write lock.
         self.read_sessions: SessionFactory = read_session_factory(self.engine)

@@ -13,6 +13,9 @@ queueing behind writers or each other. A read-only transaction that must write
 anyway should end its read first (commit) so the write opens a fresh transaction:
 upgrading a stale read snapshot fails with SQLITE_BUSY_SNAPSHOT, which is not
 retried (see `tokens.authenticate`). PostgreSQL ignores the option.
+
+A SQLite session ends its transaction the moment its ``async with`` block ends
+(`SnapshotEndingSession`), and the WAL is checkpointed by `app.wal_checkpoint`.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.settings import Settings
+from app.settings import SQLITE_WAL_LIMIT_BYTES, Settings
 from app.sqlite_inline import inline_creator
 
 SessionFactory = async_sessionmaker[AsyncSession]
@@ -53,7 +56,9 @@ def is_unmanaged_table(name: str) -> bool:
     return name.startswith(UNMANAGED_TABLE_PREFIXES)
 
 
-def create_engine(database_url: str, *, echo: bool = False) -> AsyncEngine:
+def create_engine(
+    database_url: str, *, echo: bool = False, wal_limit_bytes: int = SQLITE_WAL_LIMIT_BYTES
+) -> AsyncEngine:
     url = make_url(database_url)
     kwargs: dict[str, Any] = {"echo": echo}
     if url.drivername.startswith("sqlite"):
@@ -71,11 +76,11 @@ def create_engine(database_url: str, *, echo: bool = False) -> AsyncEngine:
         kwargs["pool_pre_ping"] = True
     engine = create_async_engine(database_url, **kwargs)
     if url.drivername.startswith("sqlite"):
-        _configure_sqlite(engine)
+        _configure_sqlite(engine, wal_limit_bytes)
     return engine
 
 
-def _configure_sqlite(engine: AsyncEngine) -> None:
+def _configure_sqlite(engine: AsyncEngine, wal_limit_bytes: int) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Let SQLAlchemy's "begin" hook issue BEGIN itself instead of pysqlite.
@@ -87,6 +92,9 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
             cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
+        # The commit that starts the WAL over also cuts the file back to this size;
+        # without it the file keeps the largest size it ever had.
+        cursor.execute(f"PRAGMA journal_size_limit={int(wal_limit_bytes)}")
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")
@@ -98,8 +106,29 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+class SnapshotEndingSession(AsyncSession):
+    """A SQLite session that ends its transaction when its ``async with`` block ends.
+
+    SQLAlchemy's ``AsyncSession.__aexit__`` closes in a task of its own (so a
+    cancelled caller cannot abandon the close halfway), which runs one event loop
+    iteration later. Until then the session's transaction stays open: a read
+    transaction keeps its WAL snapshot, a write transaction keeps the write lock.
+    Under load an iteration takes tens of milliseconds and hundreds of sessions end
+    per second, so some snapshot was always open, the automatic checkpoint could
+    never let the WAL start over and the file grew without bound (97 MB after a
+    chaos run, against a 2 MB database). On our inline driver (`app.sqlite_inline`)
+    closing never suspends (rollback and the pool's return are plain calls), so
+    there is nothing for the task to protect and the close runs here, at once.
+    """
+
+    async def __aexit__(self, type_: Any, value: Any, traceback: Any) -> None:
+        await self.close()
+
+
 def session_factory(engine: AsyncEngine) -> SessionFactory:
-    return async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
+    inline = engine.dialect.name == "sqlite"
+    session_class = SnapshotEndingSession if inline else AsyncSession
+    return async_sessionmaker(engine, class_=session_class, expire_on_commit=False)
 
 
 def read_session_factory(engine: AsyncEngine) -> SessionFactory:
@@ -108,7 +137,7 @@ def read_session_factory(engine: AsyncEngine) -> SessionFactory:
 
 
 def engine_from_settings(settings: Settings) -> AsyncEngine:
-    return create_engine(settings.database_url)
+    return create_engine(settings.database_url, wal_limit_bytes=settings.sqlite_wal_limit_bytes)
 
 
 @asynccontextmanager

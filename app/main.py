@@ -13,6 +13,7 @@ from starlette.routing import BaseRoute, Mount
 from app.context import AppContext, Service
 from app.services import email_outbox
 from app.settings import Settings, load_settings
+from app.wal_checkpoint import WalCheckpointer
 from app.web import api_docs, health, metrics, widget_assets, widget_http
 from app.web.api import build_api
 from app.web.console import console_routes
@@ -64,8 +65,10 @@ def create_app(settings: Settings | None = None, ctx: AppContext | None = None) 
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
-        services = [*build_services(settings), webchat, voice]
-        await ctx.start(services if settings.workers_enabled else [])
+        workers = [*build_services(settings), webchat, voice] if settings.workers_enabled else []
+        # The WAL upkeep belongs to the database, not to the workers: a web-only
+        # process writes too.
+        await ctx.start([WalCheckpointer(), *workers])
         try:
             yield
         finally:

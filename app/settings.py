@@ -14,6 +14,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DEV_SECRET = "dev-insecure-secret"
 
+# HELPDESK_SQLITE_WAL_LIMIT_BYTES; also what `app.db.create_engine` uses when not told.
+SQLITE_WAL_LIMIT_BYTES = 16 * 1024 * 1024
+
 
 class ConfigError(Exception):
     """Raised when configuration is unusable; the message is one line for the operator."""
@@ -60,6 +63,10 @@ class Settings(BaseSettings):
     # None: allowed outside production, refused in production (see webhooks_may_reach_private).
     webhook_allow_private: bool | None = None
     workers_enabled: bool = True
+    # SQLite's write-ahead log (app/wal_checkpoint.py): the size its file is kept near,
+    # and how often the app looks whether it must reset it.
+    sqlite_wal_limit_bytes: int = Field(default=SQLITE_WAL_LIMIT_BYTES, ge=0)
+    sqlite_checkpoint_interval_seconds: float = Field(default=5.0, gt=0)
     # REST API token bucket per caller: sustained requests/s and burst; rate 0 disables.
     api_rate_limit: float = Field(default=500.0, ge=0)
     api_rate_burst: int = Field(default=2000, ge=1)

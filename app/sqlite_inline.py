@@ -21,6 +21,10 @@ helps, and the caller must start one.
 
 The price: a statement that is genuinely slow (a huge scan, a checkpoint) holds
 the loop while it runs. Every query here is bounded by a page size and an index.
+
+A `TransactionGate` per database file lets the WAL checkpoint (`app.wal_checkpoint`)
+hold back new transactions of this process until the open ones have ended: waiting
+at the gate suspends, like waiting for the write lock.
 """
 
 from __future__ import annotations
@@ -29,9 +33,12 @@ import asyncio
 import contextlib
 import sqlite3
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Sequence
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 SQLITE_BUSY = 5
 SQLITE_LOCKED = 6
@@ -40,6 +47,8 @@ SQLITE_BUSY_SNAPSHOT = 517
 # Between retries when nobody in this process is about to hand the lock over.
 _BACKOFF_START = 0.001
 _BACKOFF_MAX = 0.025
+# How often a held gate looks whether the open transactions have ended.
+_HOLD_POLL = 0.001
 
 
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
@@ -93,6 +102,71 @@ def _queue_for(database: str) -> WriteQueue:
     return queue
 
 
+class TransactionGate:
+    """Where the transactions of one database file in this process begin.
+
+    Open, it costs a flag test per BEGIN. `run_when_idle` closes it: a BEGIN then
+    waits (suspended, so the transactions already open keep running on the loop),
+    and once no connection of this process is in a transaction the function runs,
+    before anything else can begin one. Transactions here are short, so the wait
+    is too; but one that waits for another transaction while holding its own would
+    wait forever, hence the bound.
+    """
+
+    def __init__(self) -> None:
+        self.connections: weakref.WeakSet[InlineConnection] = weakref.WeakSet()
+        self.closed = False
+        self._waiters: list[asyncio.Future[None]] = []
+
+    def in_transaction(self) -> int:
+        """How many connections of this process have a transaction open now."""
+        return sum(1 for conn in self.connections if conn.in_transaction)
+
+    async def passage(self) -> None:
+        """Return when the gate is open (at once, usually)."""
+        while self.closed:
+            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._waiters.append(future)
+            try:
+                await future
+            finally:
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(future)
+
+    async def run_when_idle(self, seconds: float, function: Callable[[], T]) -> T | None:
+        """Hold back new transactions until none is open, then call `function`;
+        None when some transaction outlived `seconds` (nothing was called)."""
+        if self.closed:
+            return None  # someone else holds it
+        self.closed = True
+        try:
+            deadline = time.monotonic() + seconds
+            while self.in_transaction():
+                if time.monotonic() >= deadline:
+                    return None
+                # Polling: a transaction ends in many ways (commit, rollback, close,
+                # an error SQLite rolls back itself); a hold is rare and short.
+                await asyncio.sleep(_HOLD_POLL)
+            return function()
+        finally:
+            self.closed = False
+            waiters, self._waiters = self._waiters, []
+            for future in waiters:
+                if not future.done():
+                    future.set_result(None)
+
+
+_gates: dict[str, TransactionGate] = {}
+
+
+def gate_for(database: str) -> TransactionGate:
+    """The gate of a database file (the path as given to `inline_creator`)."""
+    gate = _gates.get(database)
+    if gate is None:
+        gate = _gates[database] = TransactionGate()
+    return gate
+
+
 class InlineCursor:
     """The aiosqlite cursor surface SQLAlchemy's adapter uses, run inline."""
 
@@ -115,8 +189,12 @@ class InlineCursor:
         self._cursor.close()
 
     async def execute(self, sql: str, parameters: Any = ()) -> InlineCursor:
-        if sql.startswith("BEGIN IMMEDIATE"):
-            self._conn.writer = True
+        if sql.startswith("BEGIN"):
+            gate = self._conn.gate
+            if gate.closed:
+                await gate.passage()
+            if sql.startswith("BEGIN IMMEDIATE"):
+                self._conn.writer = True
         await self._conn.run(self._cursor.execute, sql, parameters)
         return self
 
@@ -188,6 +266,8 @@ class InlineConnection:
         self._connection: sqlite3.Connection | None = conn
         self._timeout = timeout
         self._writes = _queue_for(database)
+        self.gate = gate_for(database)
+        self.gate.connections.add(self)
         self._tx = _InlineTx()
         # This connection holds (or is taking) the write lock: ending its transaction
         # hands the turn to the next writer. Deferred transactions that write anyway
