@@ -17,7 +17,7 @@ async def healthz(_request: Request) -> Response:
 async def readyz(request: Request) -> Response:
     ctx: AppContext = request.app.state.ctx
     try:
-        async with ctx.sessions() as session:
+        async with ctx.read_sessions() as session:
             await session.exec(text("SELECT 1"))  # type: ignore[call-overload]
     except Exception as exc:  # the database is down or unreachable
         return JSONResponse(

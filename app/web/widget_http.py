@@ -105,7 +105,7 @@ async def preflight(request: Request) -> Response:
 async def config(request: Request) -> Response:
     ctx = _ctx(request)
     origin = request.headers.get("origin")
-    async with ctx.sessions() as session:
+    async with ctx.read_sessions() as session:
         try:
             inbox = await widget.get_widget_inbox(session, request.query_params.get("inbox"))
         except NotFound as exc:
@@ -227,7 +227,7 @@ async def download(request: Request) -> Response:
         headers = _cors(inbox, origin)
         widget.check_origin(inbox, origin)
         attachment_id = int(request.path_params["attachment_id"])
-        async with ctx.sessions() as session:
+        async with ctx.read_sessions() as session:
             contact = await widget.visitor_contact(
                 session,
                 inbox,

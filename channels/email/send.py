@@ -116,7 +116,7 @@ class OutboxWorker:
 
     async def _deliver(self, outbound_id: int) -> None:
         assert self.ctx is not None
-        async with self.ctx.sessions() as session:
+        async with self.ctx.read_sessions() as session:
             data = await email_outbox.load_outbound(session, outbound_id)
         if data is None:
             return

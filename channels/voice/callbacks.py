@@ -43,7 +43,7 @@ async def request_callback(ctrl: CallController, live: LiveCall) -> None:
 
 async def dial_callbacks(ctrl: CallController) -> None:
     ttl = ctrl.ctx.settings.chat_presence_ttl_seconds
-    async with ctrl.ctx.sessions() as session:
+    async with ctrl.ctx.read_sessions() as session:
         workspaces = await acd.pending_callback_workspaces(session)
     for workspace_id in workspaces:
         try:

@@ -84,7 +84,7 @@ async def announce_to(ctrl: CallController, ep: Endpoint) -> None:
     """Tell a console that just connected about its agent's live calls (to rejoin)."""
     if ep.agent_id is None:
         return
-    async with ctrl.ctx.sessions() as session:
+    async with ctrl.ctx.read_sessions() as session:
         stmt = select(Call).where(
             Call.workspace_id == ep.workspace_id,
             Call.agent_id == ep.agent_id,

@@ -322,7 +322,7 @@ class CallController:
 
     async def end_stale_call_of(self, ep: Endpoint) -> bool:
         """End the customer's live call if the process owning its media is gone."""
-        async with self.ctx.sessions() as session:
+        async with self.ctx.read_sessions() as session:
             contact = await calls.visitor_contact(
                 session, ep.workspace_id, ep.visitor_id or "", ep.external_id
             )
@@ -373,7 +373,7 @@ class CallController:
             live.media.hold(CUSTOMER)
 
     async def position(self, live: LiveCall) -> int:
-        async with self.ctx.sessions() as session:
+        async with self.ctx.read_sessions() as session:
             call = await session.get(Call, live.id)
             return await acd.queue_position(session, call) if call is not None else 1
 
@@ -458,7 +458,7 @@ class CallController:
         live.agent, live.agent_id, live.agent_leg, live.agent_name = ep, ep.agent_id, leg, ep.name
         live.agent_lost = False
         live.state = "active"
-        async with self.ctx.sessions() as session:
+        async with self.ctx.read_sessions() as session:
             agent = await session.get(Agent, ep.agent_id)
         assert agent is not None
         await self._write(live, lambda uow, call: calls.do_answer(uow, call, agent))

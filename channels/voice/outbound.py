@@ -113,7 +113,7 @@ async def widget_answer(
     live.customer = ep
     await ctrl.add_leg(live, CUSTOMER, sdp, "customer", ep)
     live.outcome = "connected"
-    async with ctrl.ctx.sessions() as session:
+    async with ctrl.ctx.read_sessions() as session:
         agent = await session.get(Agent, live.agent_id)
     assert agent is not None
     live.state = "active"

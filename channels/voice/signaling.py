@@ -140,7 +140,7 @@ class VoiceChannel:
         if call_id in self.controller.live:
             await self.controller.handle(ep, frame)
             return
-        async with self.ctx.sessions() as session:
+        async with self.ctx.read_sessions() as session:
             call = await session.get(Call, call_id)
         if call is None or call.workspace_id != ep.workspace_id:
             raise CallProtocolError("not_found", "call not found")

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 
 async def _target_agent(ctrl: CallController, live: LiveCall, agent_id: int) -> Agent:
-    async with ctrl.ctx.sessions() as session:
+    async with ctrl.ctx.read_sessions() as session:
         agent = await session.get(Agent, agent_id)
     if agent is None or agent.workspace_id != live.workspace_id or not agent.is_active:
         raise NotFound("agent not found")
@@ -94,7 +94,7 @@ async def transfer(
         await ctrl.send(live.customer, ctrl.customer_state(live, "transferring"))
         await ctrl.ring_agent(live, agent_id, "transfer")
         return
-    async with ctrl.ctx.sessions() as session:
+    async with ctrl.ctx.read_sessions() as session:
         team = await session.get(Team, team_id)
     if team is None or team.workspace_id != live.workspace_id:
         raise NotFound("team not found")
@@ -140,7 +140,7 @@ async def complete(ctrl: CallController, live: LiveCall) -> None:
     )
     live.state = "active"
     ctrl._route_customer(live)
-    async with ctrl.ctx.sessions() as session:
+    async with ctrl.ctx.read_sessions() as session:
         target = await session.get(Agent, ep.agent_id)
     name = target.name if target else ep.name
 

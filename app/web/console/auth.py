@@ -66,7 +66,7 @@ def _login_page(
 async def login_get(request: Request) -> Response:
     ctx: AppContext = request.app.state.ctx
     if read_session(request, ctx.settings) is not None:
-        async with ctx.sessions() as session:
+        async with ctx.read_sessions() as session:
             from app.web.sessions import session_actor
 
             if await session_actor(request, session) is not None:
@@ -156,7 +156,7 @@ async def choose_post(request: Request) -> Response:
         return _login_page(request, 400, translate(locale, "login.expired"))
     if chosen not in allowed:
         return _login_page(request, 400, translate(locale, "login.expired"))
-    async with ctx.sessions() as session:
+    async with ctx.read_sessions() as session:
         agent = await session.get(Agent, chosen)
     if agent is None or not agent.is_active:
         return _login_page(request, 400, translate(locale, "login.expired"))
