@@ -39,8 +39,13 @@ from app.services import email_outbox, timeline
 from app.services.actors import Actor
 from app.services.errors import Invalid
 from app.services.row_insert import core_connection, insert_rows
-from app.services.tickets import REOPEN_ON_CUSTOMER, announce_created, check_subject
-from app.services.timeline import MAX_BODY_CHARS, announce_event, iso
+from app.services.tickets import (
+    REOPEN_ON_CUSTOMER,
+    announce_created,
+    check_subject,
+    ticket_fields_public,
+)
+from app.services.timeline import MAX_BODY_CHARS, announce_event, event_fields_public
 
 _TICKETS: Table = Ticket.__table__  # type: ignore[attr-defined]
 _EVENTS: Table = TicketEvent.__table__  # type: ignore[attr-defined]
@@ -152,50 +157,6 @@ def _event_values(
         "internal": False,
         "client_id": client_id,
         "created_at": now,
-    }
-
-
-def _ticket_public(ticket_id: int, v: dict[str, Any]) -> dict[str, Any]:
-    """`tickets.ticket_public` of a row given as values."""
-    return {
-        "id": ticket_id,
-        "number": v["number"],
-        "subject": v["subject"],
-        "status": v["status"].value,
-        "priority": v["priority"].value,
-        "channel": v["channel"].value,
-        "contact_id": v["contact_id"],
-        "assignee_id": v["assignee_id"],
-        "team_id": v["team_id"],
-        "inbox_id": v["inbox_id"],
-        "tags": v["tags"],
-        "custom_fields": v["custom_fields"],
-        "participants": v["participants"],
-        "last_seq": v["last_seq"],
-        "merged_into_id": v["merged_into_id"],
-        "created_at": iso(v["created_at"]),
-        "updated_at": iso(v["updated_at"]),
-        "first_response_at": iso(v["first_response_at"]),
-        "resolved_at": iso(v["resolved_at"]),
-        "closed_at": iso(v["closed_at"]),
-        "due_at": iso(v["due_at"]),
-    }
-
-
-def _event_public(event: QueuedEvent) -> dict[str, Any]:
-    """`timeline.event_public` of a stored queued event."""
-    v = event.values
-    return {
-        "id": event.id,
-        "ticket_id": event.ticket_id,
-        "seq": event.seq,
-        "kind": v["kind"].value,
-        "author": {"type": v["actor_type"].value, "id": v["actor_id"], "name": v["actor_name"]},
-        "body": v["body"],
-        "payload": v["payload"],
-        "internal": v["internal"],
-        "client_id": v["client_id"],
-        "created_at": iso(v["created_at"]),
     }
 
 
@@ -338,10 +299,14 @@ class TimelineBatch:
                 contact_id=ticket.contact_id,
                 team_id=ticket.team_id,
                 internal=event.values["internal"] or kind not in CUSTOMER_VISIBLE_KINDS,
-                event=_event_public(event),
+                event=event_fields_public(
+                    {**event.values, "id": event.id, "ticket_id": event.ticket_id, "seq": event.seq}
+                ),
             ),
         )
         if isinstance(ticket, NewTicket):
             await announce_created(
-                uow, ticket.workspace_id, _ticket_public(event.ticket_id, ticket.values)
+                uow,
+                ticket.workspace_id,
+                ticket_fields_public({**ticket.values, "id": event.ticket_id}),
             )

@@ -31,7 +31,7 @@ from app.services.actors import Actor
 from app.services.errors import Conflict, Forbidden, Invalid, NotFound
 from app.services.row_insert import core_connection, insert_row
 from app.services.sql_dialect import is_postgres
-from app.services.timeline import do_append_event, find_by_client_id, iso
+from app.services.timeline import Columns, Fields, do_append_event, find_by_client_id, iso
 from app.services.workspaces import get_agent, get_inbox, get_team
 
 MAX_TAGS = 50
@@ -40,28 +40,32 @@ MAX_SUBJECT = 500
 
 
 def ticket_public(ticket: Ticket) -> dict[str, Any]:
+    return ticket_fields_public(Columns(ticket))
+
+
+def ticket_fields_public(v: Fields) -> dict[str, Any]:
     return {
-        "id": ticket.id,
-        "number": ticket.number,
-        "subject": ticket.subject,
-        "status": ticket.status.value,
-        "priority": ticket.priority.value,
-        "channel": ticket.channel.value,
-        "contact_id": ticket.contact_id,
-        "assignee_id": ticket.assignee_id,
-        "team_id": ticket.team_id,
-        "inbox_id": ticket.inbox_id,
-        "tags": ticket.tags,
-        "custom_fields": ticket.custom_fields,
-        "participants": ticket.participants,
-        "last_seq": ticket.last_seq,
-        "merged_into_id": ticket.merged_into_id,
-        "created_at": iso(ticket.created_at),
-        "updated_at": iso(ticket.updated_at),
-        "first_response_at": iso(ticket.first_response_at),
-        "resolved_at": iso(ticket.resolved_at),
-        "closed_at": iso(ticket.closed_at),
-        "due_at": iso(ticket.due_at),
+        "id": v["id"],
+        "number": v["number"],
+        "subject": v["subject"],
+        "status": v["status"].value,
+        "priority": v["priority"].value,
+        "channel": v["channel"].value,
+        "contact_id": v["contact_id"],
+        "assignee_id": v["assignee_id"],
+        "team_id": v["team_id"],
+        "inbox_id": v["inbox_id"],
+        "tags": v["tags"],
+        "custom_fields": v["custom_fields"],
+        "participants": v["participants"],
+        "last_seq": v["last_seq"],
+        "merged_into_id": v["merged_into_id"],
+        "created_at": iso(v["created_at"]),
+        "updated_at": iso(v["updated_at"]),
+        "first_response_at": iso(v["first_response_at"]),
+        "resolved_at": iso(v["resolved_at"]),
+        "closed_at": iso(v["closed_at"]),
+        "due_at": iso(v["due_at"]),
     }
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import bindparam, update
 from sqlalchemy.exc import IntegrityError
@@ -39,22 +39,41 @@ def iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
+class Fields(Protocol):
+    """A row's columns by name: a dict of values, or `Columns` of an ORM object."""
+
+    def __getitem__(self, name: str, /) -> Any: ...
+
+
+class Columns:
+    """An ORM object's attributes as `Fields`, so one function renders a stored row
+    and a row still given as values (`ticket_batch`) alike."""
+
+    __slots__ = ("row",)
+
+    def __init__(self, row: object) -> None:
+        self.row = row
+
+    def __getitem__(self, name: str, /) -> Any:
+        return getattr(self.row, name)
+
+
 def event_public(event: TicketEvent) -> dict[str, Any]:
+    return event_fields_public(Columns(event))
+
+
+def event_fields_public(v: Fields) -> dict[str, Any]:
     return {
-        "id": event.id,
-        "ticket_id": event.ticket_id,
-        "seq": event.seq,
-        "kind": event.kind.value,
-        "author": {
-            "type": event.actor_type.value,
-            "id": event.actor_id,
-            "name": event.actor_name,
-        },
-        "body": event.body,
-        "payload": event.payload,
-        "internal": event.internal,
-        "client_id": event.client_id,
-        "created_at": iso(event.created_at),
+        "id": v["id"],
+        "ticket_id": v["ticket_id"],
+        "seq": v["seq"],
+        "kind": v["kind"].value,
+        "author": {"type": v["actor_type"].value, "id": v["actor_id"], "name": v["actor_name"]},
+        "body": v["body"],
+        "payload": v["payload"],
+        "internal": v["internal"],
+        "client_id": v["client_id"],
+        "created_at": iso(v["created_at"]),
     }
 
 

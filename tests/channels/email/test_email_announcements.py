@@ -1,7 +1,8 @@
 """Inbound mail is written in batches (`ticket_batch`), from row values rather than ORM
-objects, so its announcements are built by copies of `tickets.ticket_public` and
-`timeline.event_public`. What consoles, widgets and webhooks hear must still be exactly
-what those functions make of the rows in the database, field by field, type by type.
+objects, so its announcements render those values (`ticket_fields_public`,
+`event_fields_public`). What consoles, widgets and webhooks hear must still be exactly
+what `ticket_public`/`event_public` make of the rows in the database, field by field,
+type by type.
 """
 
 from __future__ import annotations
@@ -64,8 +65,9 @@ def assert_same(published: dict[str, Any], stored: dict[str, Any], where: str = 
 
 @pytest.fixture
 def batched(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
-    """How often ticket_batch's copies ran: proof that the mail took the batched path."""
-    calls = {"_ticket_public": 0, "_event_public": 0}
+    """How often ticket_batch rendered rows given as values: proof that the mail took
+    the batched path."""
+    calls = {"ticket_fields_public": 0, "event_fields_public": 0}
 
     def counted(name: str) -> Callable[..., dict[str, Any]]:
         original = getattr(ticket_batch, name)
@@ -111,4 +113,4 @@ async def test_batched_mail_announces_what_the_database_holds(
         assert_same(created["ticket"], {**stored, "participants": []}, "cc")
     finally:
         await sub.close()
-    assert batched == {"_ticket_public": 2, "_event_public": 3}
+    assert batched == {"ticket_fields_public": 2, "event_fields_public": 3}
