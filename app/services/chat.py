@@ -78,6 +78,9 @@ class VisitorMessage:
 class MessageResult:
     ticket_id: int
     seq: int
+    # The caller adopts it once committed: a contact created by a batch that then
+    # rolled back must not stay on the connection.
+    contact_id: int
     created: bool
     ticket_created: bool
     contact_created: bool
@@ -249,7 +252,7 @@ async def do_visitor_message(
         contact = await visitor_contact(uow.session, visitor)
         if ticket is None or contact is None or ticket.contact_id != contact.id:
             raise Conflict("client_id was already used for another message")
-        return MessageResult(ticket.id or 0, existing.seq, False, False, False)
+        return MessageResult(ticket.id or 0, existing.seq, contact.id or 0, False, False, False)
     if len(attachments) > MAX_ATTACHMENTS:
         raise Invalid(f"at most {MAX_ATTACHMENTS} attachments per message")
     if not body.strip() and not attachments:
@@ -326,5 +329,6 @@ async def do_visitor_message(
             .where(col(Attachment.id).in_(list(attachments)), col(Attachment.workspace_id) == ws)
             .values(ticket_id=ticket.id, event_id=event.id)
         )
-    visitor.contact_id = contact.id
-    return MessageResult(ticket.id or 0, event.seq, created, ticket_created, contact_created)
+    return MessageResult(
+        ticket.id or 0, event.seq, contact.id, created, ticket_created, contact_created
+    )

@@ -24,6 +24,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import bindparam, select
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col
 
 from app.events import UnitOfWork
@@ -72,6 +73,7 @@ _OPEN_CHAT_TICKETS = (
     .where(
         col(Ticket.workspace_id) == bindparam("workspace_id"),
         col(Ticket.contact_id).in_(bindparam("contact_ids", expanding=True)),
+        col(Ticket.inbox_id).in_(bindparam("inbox_ids", expanding=True)),
         col(Ticket.status).in_(OPEN_CHAT_STATUSES),
         col(Ticket.merged_into_id).is_(None),
     )
@@ -119,8 +121,9 @@ async def do_visitor_messages(
         await queue.flush(uow)
         for line, event in queued:
             assert line.contact is not None
-            line.message.visitor.contact_id = line.contact[0]
-            results[line.index] = MessageResult(event.ticket_id, event.seq, True, False, False)
+            results[line.index] = MessageResult(
+                event.ticket_id, event.seq, line.contact[0], True, False, False
+            )
     for index, message in enumerate(messages):
         if results[index] is None:
             results[index] = await do_visitor_message(uow, message, presence_ttl=presence_ttl)
@@ -136,9 +139,11 @@ async def _plain_lines(uow: UnitOfWork, messages: Sequence[VisitorMessage]) -> l
     by_workspace: dict[int, list[_Line]] = {}
     for index, message in enumerate(messages):
         key = (message.visitor.workspace_id, message.client_id)
-        if key in seen or not _plain(message):
-            continue  # the second copy is answered from the first, once it is stored
+        if key in seen:
+            continue  # a later copy is answered from the first, once that is stored
         seen.add(key)
+        if not _plain(message):
+            continue
         visitor = message.visitor
         identity = (
             (IdentityKind.external, visitor.external_id.strip())
@@ -147,9 +152,24 @@ async def _plain_lines(uow: UnitOfWork, messages: Sequence[VisitorMessage]) -> l
         )
         line = _Line(index, message, identity)
         by_workspace.setdefault(visitor.workspace_id, []).append(line)
+    connection = await core_connection(uow.session)
+    for workspace_id, lines in by_workspace.items():
+        by_workspace[workspace_id] = await _with_contacts(connection, workspace_id, lines)
+    # As `do_visitor_message`: on PostgreSQL, another node deciding between "append"
+    # and "open a new ticket" for the same contact, or storing the same client_id
+    # (a resend through another node), waits for this transaction. Every contact of
+    # the batch in one ascending pass, so two batches never wait for each other in a
+    # circle; the client ids are looked up after it, so a resend committed meanwhile
+    # is seen (READ COMMITTED) and answered instead of colliding.
+    await _lock_contacts(
+        uow,
+        sorted(
+            {line.contact[0] for lines in by_workspace.values() for line in lines if line.contact}
+        ),
+    )
     found: list[_Line] = []
     for workspace_id, lines in by_workspace.items():
-        found.extend(await _look_up(uow, workspace_id, lines))
+        found.extend(await _with_tickets(connection, workspace_id, lines))
     found.sort(key=lambda line: line.index)
     return found
 
@@ -165,11 +185,10 @@ def _plain(message: VisitorMessage) -> bool:
     )
 
 
-async def _look_up(uow: UnitOfWork, workspace_id: int, lines: list[_Line]) -> list[_Line]:
-    connection = await core_connection(uow.session)
-    params = {"workspace_id": workspace_id, "client_ids": [x.message.client_id for x in lines]}
-    used = set((await connection.execute(_USED_CLIENT_IDS, params)).scalars())
-    lines = [line for line in lines if line.message.client_id not in used]
+async def _with_contacts(
+    connection: AsyncConnection, workspace_id: int, lines: list[_Line]
+) -> list[_Line]:
+    """The lines whose visitor is a known contact (not merged away), with it."""
     for kind in {line.identity[0] for line in lines}:
         values = [line.identity[1] for line in lines if line.identity[0] is kind]
         params = {"workspace_id": workspace_id, "kind": kind, "values": values}
@@ -180,15 +199,25 @@ async def _look_up(uow: UnitOfWork, workspace_id: int, lines: list[_Line]) -> li
         for line in lines:
             if line.identity[0] is kind:
                 line.contact = contacts.get(line.identity[1])
-    lines = [line for line in lines if line.contact is not None]
-    contact_ids = sorted({line.contact[0] for line in lines if line.contact is not None})
-    if not contact_ids:
+    return [line for line in lines if line.contact is not None]
+
+
+async def _with_tickets(
+    connection: AsyncConnection, workspace_id: int, lines: list[_Line]
+) -> list[_Line]:
+    """The lines with a new client_id and an open conversation it continues, with it."""
+    if not lines:
         return []
-    # As `do_visitor_message`: on PostgreSQL, another node deciding between "append"
-    # and "open a new ticket" for the same contact waits for this transaction.
-    # Taken in id order, so two batches never wait for each other in a circle.
-    await _lock_contacts(uow, contact_ids)
-    params = {"workspace_id": workspace_id, "contact_ids": contact_ids}
+    params = {"workspace_id": workspace_id, "client_ids": [x.message.client_id for x in lines]}
+    used = set((await connection.execute(_USED_CLIENT_IDS, params)).scalars())
+    lines = [line for line in lines if line.message.client_id not in used]
+    if not lines:
+        return []
+    params = {
+        "workspace_id": workspace_id,
+        "contact_ids": sorted({line.contact[0] for line in lines if line.contact}),
+        "inbox_ids": sorted({line.message.inbox.id or 0 for line in lines}),
+    }
     newest: dict[tuple[int | None, int | None], TicketRef] = {}
     for *columns, inbox_id in await connection.execute(_OPEN_CHAT_TICKETS, params):
         ticket = TicketRef(*columns)

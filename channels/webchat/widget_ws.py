@@ -395,10 +395,9 @@ class WidgetConnection(Connection):
         await self.send(ack(msg.client_id, ticket_id, result.seq))
         if result.ticket_created:
             self.hub.kick()
-        if self.visitor.contact_id is not None:
-            async with self.deliver_lock:
-                await self._adopt_contact(self.visitor.contact_id)
-                # A new conversation: its first events were published before we followed it.
-                if ticket_id not in self.cursors and await self._follow(ticket_id):
-                    await self.catch_up(ticket_id)
-                    await self._refresh_state(ticket_id)
+        async with self.deliver_lock:
+            await self._adopt_contact(result.contact_id)
+            # A new conversation: its first events were published before we followed it.
+            if ticket_id not in self.cursors and await self._follow(ticket_id):
+                await self.catch_up(ticket_id)
+                await self._refresh_state(ticket_id)

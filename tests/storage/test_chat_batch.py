@@ -11,6 +11,7 @@ same ids, so any lookup that forgot the workspace would show.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -86,6 +87,7 @@ def second_round(site: Site) -> list[VisitorMessage]:
         site.says("v3", "wake-3", "back again"),  # reopens the pending ticket
         site.says("v5", "first-5", "hi, new here"),  # opens a conversation
         site.says("v4", "mail-4", "mail me", email="v4@example.com"),
+        site.says("v4", "mail-4", "mail me"),  # a plain copy of a message that is not
     ]
 
 
@@ -95,7 +97,14 @@ async def store_alone(ctx: AppContext, messages: list[VisitorMessage]) -> list[M
         async with ctx.uow() as uow:
             results.append(await do_visitor_message(uow, message, presence_ttl=TTL))
             await uow.commit()
+    adopt(messages, results)
     return results
+
+
+def adopt(messages: list[VisitorMessage], results: list[MessageResult]) -> None:
+    """What the widget connection does once a message is committed."""
+    for message, result in zip(messages, results, strict=True):
+        message.visitor.contact_id = result.contact_id
 
 
 async def ticket_of(ctx: AppContext, site: Site, who: str) -> int:
@@ -226,6 +235,7 @@ async def test_a_batch_stores_what_one_by_one_stores(ctx: AppContext) -> None:
         async with ctx.uow() as uow:
             batch_results = await do_visitor_messages(uow, mixed, presence_ttl=TTL)
             await uow.commit()
+    adopt(mixed, batch_results)
     # The next lines of both workspaces' conversations were one INSERT. In each
     # workspace, one each for the message that opens a conversation, the one that
     # brings an email address, and the one that reopens a ticket (plus its status change).
@@ -237,3 +247,43 @@ async def test_a_batch_stores_what_one_by_one_stores(ctx: AppContext) -> None:
     assert expected["timelines"]["v3"]["status"] is TicketStatus.open  # reopened
     for site, results in ((first, batch_results[0::2]), (second, batch_results[1::2])):
         assert await picture(ctx, site, results) == expected
+
+
+@both
+async def test_a_resend_through_another_node_waits_and_gets_the_same_ack(
+    ctx: AppContext,
+) -> None:
+    """Two transactions (two nodes, on PostgreSQL) store the same client_id at once:
+    the second waits for the first and answers its ack instead of colliding."""
+    site = await open_site(ctx, "nodes")
+    first_node_holds = asyncio.Event()
+    first_node_may_commit = asyncio.Event()
+
+    async def first_node() -> MessageResult:
+        async with ctx.uow() as uow:
+            [result] = await do_visitor_messages(
+                uow, [site.says("v0", "twice", "sent once")], presence_ttl=TTL
+            )
+            first_node_holds.set()
+            await first_node_may_commit.wait()
+            await uow.commit()
+        return result
+
+    async def second_node() -> MessageResult:
+        await first_node_holds.wait()
+        async with ctx.uow() as uow:
+            [result] = await do_visitor_messages(
+                uow, [site.says("v0", "twice", "sent once")], presence_ttl=TTL
+            )
+            await uow.commit()
+        return result
+
+    first = asyncio.create_task(first_node())
+    second = asyncio.create_task(second_node())
+    await first_node_holds.wait()
+    await asyncio.sleep(0.2)  # the second is waiting for the first by now
+    assert not second.done()
+    first_node_may_commit.set()
+    stored, resent = await first, await second
+    assert stored.created and not resent.created
+    assert (resent.ticket_id, resent.seq) == (stored.ticket_id, stored.seq)
