@@ -12,6 +12,7 @@ Latency = visitor send -> agent receives the event (relay: the forwarded frame).
 Prints one JSON object with messages/s, p50/p99 and the app/relay ratios.
 
     python bench/chat.py [--conversations 500] [--offered 1000] [--seconds 8] [--idle 10000]
+        [--agents N]
 """
 
 from __future__ import annotations
@@ -410,11 +411,14 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             "HELPDESK_CHAT_ROUTE_INTERVAL_SECONDS": "0.2",
         }
     )
-    agents = max(1, args.conversations // 10)
-    key, cookies = await seed_app(env, agents, per_agent=10)
+    # Each agent takes up to `per_agent` chats: every conversation is routed.
+    agents = args.agents or max(1, args.conversations // 10)
+    per_agent = -(-args.conversations // agents)
+    key, cookies = await seed_app(env, agents, per_agent=per_agent)
     py = sys.executable
     result: dict[str, Any] = {
         "conversations": args.conversations,
+        "agents": agents,
         "seconds": args.seconds,
         "server_cpu": server_cpu,
         "load_generator_cpu": load_cpu,
@@ -496,6 +500,12 @@ if __name__ == "__main__":
     parser.add_argument("--offered", type=int, default=1000)
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--idle", type=int, default=10_000)
+    parser.add_argument(
+        "--agents",
+        type=int,
+        default=0,
+        help="agent consoles, all in one workspace (default: one per 10 conversations)",
+    )
     ns = parser.parse_args()
     if ns.relay:
         asyncio.run(relay_main())

@@ -54,6 +54,11 @@ class Subscription:
         # Must be cheap and must not raise.
         self.accept: Callable[[Message], bool] | None = None
 
+    def offer(self, message: Message) -> None:
+        """Deliver `message` as a publish to one of its topics would (`accept` first):
+        for a router that subscribed on this subscription's behalf."""
+        self._offer(message)
+
     def _offer(self, message: Message) -> None:
         if self.overflowed or self.closed:
             return

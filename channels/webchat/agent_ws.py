@@ -25,6 +25,7 @@ from app.web.origin import allowed_origins
 from app.web.sessions import session_actor
 from channels.base import ClientSession, frame_handler, open_session
 from channels.webchat.connection import Closed, Connection
+from channels.webchat.console_router import ConsoleRouter, TrackedSet
 from channels.webchat.hub import WebchatHub
 from channels.webchat.protocol import (
     CLOSE_POLICY,
@@ -87,14 +88,16 @@ class AgentConnection(Connection):
         self.actor: Actor | None = None
         self.conn_id = str(uuid.uuid4())
         self.present = False
-        self.workspace = False
-        self.teams: set[int] = set()
-        self.tickets: set[int] = set()
-        self.assigned_stream = False
-        self.assigned: set[int] = set()
+        # What this console follows; the workspace's ConsoleRouter keeps an index of it.
+        self.router: ConsoleRouter | None = None
+        self._workspace = False
+        self._assigned_stream = False
+        self.teams: set[int] = TrackedSet(self._streams_changed)
+        self.tickets: set[int] = TrackedSet(self._ticket_changed)
+        self.assigned: set[int] = TrackedSet(self._ticket_changed)
         # Tickets whose assignment to this agent was published but maybe not yet
         # delivered: `_wanted` lets their events through meanwhile.
-        self.claimed: set[int] = set()
+        self.claimed: set[int] = TrackedSet(self._ticket_changed)
         self.pending_cursors: dict[int, int] = {}
         self.ticket_info: dict[int, tuple[int | None, int | None]] = {}
         self.writes: set[asyncio.Task[None]] = set()  # queued replies and notes
@@ -107,7 +110,40 @@ class AgentConnection(Connection):
         self.actor = actor
         await self.serve()
 
+    @property
+    def workspace(self) -> bool:
+        return self._workspace
+
+    @workspace.setter
+    def workspace(self, value: bool) -> None:
+        self._workspace = value
+        self._streams_changed(None)
+
+    @property
+    def assigned_stream(self) -> bool:
+        return self._assigned_stream
+
+    @assigned_stream.setter
+    def assigned_stream(self, value: bool) -> None:
+        self._assigned_stream = value
+        self._streams_changed(None)
+
+    def follows(self, ticket: int) -> bool:
+        """Whether this console wants every message of `ticket` (the router's index)."""
+        return ticket in self.tickets or ticket in self.assigned or ticket in self.claimed
+
+    def _ticket_changed(self, ticket: int | None) -> None:
+        if self.router is not None:
+            self.router.ticket_changed(self, ticket)
+
+    def _streams_changed(self, _team: int | None) -> None:
+        if self.router is not None:
+            self.router.streams_changed(self)
+
     async def after_close(self) -> None:
+        if self.router is not None:
+            router, self.router = self.router, None
+            await self.hub.consoles.leave(self, router)
         for task in self.writes:
             task.cancel()  # and with it its write, unless a transaction has it already
         if self.present:
@@ -138,10 +174,10 @@ class AgentConnection(Connection):
             status = presence.check_status(status)
         except ServiceError:
             status = presence.AVAILABLE
-        self.sub = await self.ctx.bus.subscribe(
-            [workspace_topic(self.actor.workspace_id)], maxsize=self.queue_size
-        )
+        # No topic of its own: the workspace's router offers it what it may want.
+        self.sub = await self.ctx.bus.subscribe([], maxsize=self.queue_size)
         self.sub.accept = self._wanted
+        self.router = await self.hub.consoles.join(self, self.actor.workspace_id)
         shown = presence.OFFLINE
         if self.agent_id is not None:
             connect = functools.partial(

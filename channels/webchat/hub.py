@@ -29,6 +29,7 @@ from app.services.expiring import ExpiringCache
 from app.services.inbox_addresses import InboxKeyCache
 from app.services.workspaces import get_inbox_by_public_key
 from app.tasks import cancel_and_wait, run_when_kicked
+from channels.webchat.console_router import ConsoleRouters
 from channels.webchat.protocol import Limits
 from channels.webchat.ratelimit import BucketRegistry
 
@@ -70,6 +71,7 @@ class WebchatHub:
         # Chat messages, replies and agent presence from every connection of this
         # node share transactions (app.group_commit). Retries cover two tabs that
         # create the same contact or client_id at once.
+        self.consoles = ConsoleRouters(ctx.bus)
         self.writes = WorkQueue(
             self.uow, ctx.spawn, "webchat-writer", max_batch=WRITE_BATCH, retries=2
         )
