@@ -36,7 +36,11 @@ _SIGNALS = ("typing", "read")
 
 
 class TrackedSet(set[int]):
-    """A console's set of tickets (or teams) that tells the index when it changes."""
+    """A console's set of tickets (or teams) that tells the index when it changes.
+
+    Only `add`, `discard`, `remove` and `clear` tell it: change these sets through
+    them (`update`, `|=` or `pop` would leave the index behind, and the console
+    would miss messages)."""
 
     def __init__(self, changed: Callable[[int | None], None]) -> None:
         super().__init__()
