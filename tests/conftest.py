@@ -24,7 +24,7 @@ from starlette.applications import Starlette
 from app.context import AppContext
 from app.main import create_app
 from app.migrate import upgrade
-from app.models import Role
+from app.models import Inbox, InboxKind, Role
 from app.services import tokens, workspaces
 from app.services.actors import Actor
 from app.services.passwords import use_cheap_hashing_for_tests
@@ -222,6 +222,30 @@ class SeededWorkspace:
 
 
 PASSWORD = "correct horse battery"
+
+
+async def make_widget_inbox(
+    ctx: AppContext,
+    workspace_id: int,
+    team_id: int | None,
+    origins: list[str],
+    *,
+    name: str = "Website chat",
+    **fields: Any,
+) -> Inbox:
+    """A widget inbox of the workspace, answered by `team_id`, embeddable on `origins`."""
+    async with ctx.uow() as uow:
+        inbox = await workspaces.do_create_inbox(
+            uow,
+            Actor.system(workspace_id),
+            kind=InboxKind.widget,
+            name=name,
+            team_id=team_id,
+            allowed_origins=origins,
+            **fields,
+        )
+        await uow.commit()
+    return inbox
 
 
 async def seed_workspace(ctx: AppContext, slug: str) -> SeededWorkspace:

@@ -33,6 +33,8 @@ from app.models.base import utcnow
 from app.models.ticket import EventKind
 from app.services.actors import Actor
 from app.services.chat import MessageResult, VisitorMessage, do_visitor_message
+from app.services.contacts import normalize_identity
+from app.services.errors import Invalid
 from app.services.routing import LOCK_CONTACT, OPEN_CHAT_STATUSES, xact_lock
 from app.services.row_insert import core_connection
 from app.services.ticket_batch import (
@@ -145,11 +147,15 @@ async def _plain_lines(uow: UnitOfWork, messages: Sequence[VisitorMessage]) -> l
         if not _plain(message):
             continue
         visitor = message.visitor
-        identity = (
-            (IdentityKind.external, visitor.external_id.strip())
+        kind, value = (
+            (IdentityKind.external, visitor.external_id)
             if visitor.external_id is not None
-            else (IdentityKind.visitor, visitor.visitor_id.strip())
+            else (IdentityKind.visitor, visitor.visitor_id)
         )
+        try:
+            identity = (kind, normalize_identity(kind, value))
+        except Invalid:
+            continue  # `do_visitor_message` gives the error
         line = _Line(index, message, identity)
         by_workspace.setdefault(visitor.workspace_id, []).append(line)
     connection = await core_connection(uow.session)

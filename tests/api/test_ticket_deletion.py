@@ -137,30 +137,26 @@ async def stored_mail(ctx: AppContext, ws: SeededWorkspace, ticket_id: int, raw:
             uow, Actor.system(ws.id), kind=InboxKind.email, name="Mail", address="help@acme.test"
         )
         assert inbox.id is not None
-        uow.session.add(
-            MailMessage(
-                workspace_id=ws.id,
-                inbox_id=inbox.id,
-                ticket_id=ticket_id,
-                direction=MailDirection.inbound,
-                message_id="<gdpr-1@example.com>",
-                subject=WORD,
-                raw_key=key,
-                full_text=f"my {WORD} is broken",
+        sources: list[tuple[dict[str, Any], str]] = [
+            ({"raw_key": key}, f"my {WORD} is broken"),
+            (
+                {"raw_data": b"From: jane@example.com\r\n\r\nstill broken"},
+                f"my {WORD} is still broken",
+            ),
+        ]
+        for n, (source, text) in enumerate(sources, start=1):
+            uow.session.add(
+                MailMessage(
+                    workspace_id=ws.id,
+                    inbox_id=inbox.id,
+                    ticket_id=ticket_id,
+                    direction=MailDirection.inbound,
+                    message_id=f"<gdpr-{n}@example.com>",
+                    subject=WORD,
+                    full_text=text,
+                    **source,
+                )
             )
-        )
-        uow.session.add(
-            MailMessage(
-                workspace_id=ws.id,
-                inbox_id=inbox.id,
-                ticket_id=ticket_id,
-                direction=MailDirection.inbound,
-                message_id="<gdpr-2@example.com>",
-                subject=WORD,
-                raw_data=b"From: jane@example.com\r\n\r\nstill broken",
-                full_text=f"my {WORD} is still broken",
-            )
-        )
         uow.session.add(CallbackRequest(workspace_id=ws.id, ticket_id=ticket_id))
         await uow.commit()
     return key

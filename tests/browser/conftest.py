@@ -22,10 +22,8 @@ from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 from websockets.asyncio.client import ClientConnection, connect
 
 from app.context import AppContext
-from app.models import Inbox, InboxKind
-from app.services import workspaces
-from app.services.actors import Actor
-from tests.conftest import PASSWORD, REPO, LiveServer, SeededWorkspace
+from app.models import Inbox
+from tests.conftest import PASSWORD, REPO, LiveServer, SeededWorkspace, make_widget_inbox
 
 CHROMIUM = Path("/usr/bin/chromium")
 HAVE_CHROMIUM = CHROMIUM.exists()
@@ -190,18 +188,9 @@ async def create_widget_inbox(
 ) -> Inbox:
     fields.setdefault("greeting", "Hi! How can we help?")
     fields.setdefault("theme", {"color": "#3454d1", "position": "right", "title": "Acme"})
-    async with ctx.uow() as uow:
-        inbox = await workspaces.do_create_inbox(
-            uow,
-            Actor.system(workspace.id),
-            kind=InboxKind.widget,
-            name="Website chat",
-            team_id=workspace.team_ids["Support"],
-            allowed_origins=origins,
-            **fields,
-        )
-        await uow.commit()
-    return inbox
+    return await make_widget_inbox(
+        ctx, workspace.id, workspace.team_ids["Support"], origins, **fields
+    )
 
 
 @pytest.fixture

@@ -24,12 +24,12 @@ from sqlmodel import col, select
 from app.bus.base import Message, Subscription
 from app.context import AppContext
 from app.events import workspace_topic
-from app.models import Inbox, InboxKind, Ticket, TicketEvent, TicketStatus
-from app.services import tickets, workspaces
+from app.models import Inbox, Ticket, TicketEvent, TicketStatus
+from app.services import tickets
 from app.services.actors import Actor
 from app.services.chat import ChatVisitor, MessageResult, VisitorMessage, do_visitor_message
 from app.services.chat_batch import do_visitor_messages
-from tests.conftest import SeededWorkspace, seed_workspace
+from tests.conftest import SeededWorkspace, make_widget_inbox, seed_workspace
 
 both = pytest.mark.parametrize("database_url", ["sqlite", "pg"], indirect=True)
 
@@ -51,15 +51,7 @@ class Site:
 
 async def open_site(ctx: AppContext, slug: str) -> Site:
     ws = await seed_workspace(ctx, slug)
-    async with ctx.uow() as uow:
-        inbox = await workspaces.do_create_inbox(
-            uow,
-            Actor.system(ws.id),
-            kind=InboxKind.widget,
-            name="Site",
-            team_id=ws.team_ids["Support"],
-        )
-        await uow.commit()
+    inbox = await make_widget_inbox(ctx, ws.id, ws.team_ids["Support"], [], name="Site")
     assert inbox.id is not None
     visitors = {f"v{i}": ChatVisitor(ws.id, inbox.id, f"visitor-{i}") for i in range(6)}
     feed = await ctx.bus.subscribe([workspace_topic(ws.id)], maxsize=10_000)

@@ -11,9 +11,9 @@ import httpx
 import pytest
 
 from app.context import AppContext
-from app.models import IdentityKind, InboxKind
+from app.models import IdentityKind
 from app.models.ticket import Channel
-from app.services import demo, visitors, workspaces
+from app.services import demo, visitors
 from app.services.actors import Actor
 from app.services.contacts import IdentityIn, do_create_contact
 from app.services.tickets import (
@@ -24,7 +24,7 @@ from app.services.tickets import (
     get_ticket,
 )
 from app.web.widget_assets import build_bundle, minify_css
-from tests.conftest import SeededWorkspace
+from tests.conftest import SeededWorkspace, make_widget_inbox
 
 HOST = "https://shop.example"
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
@@ -34,20 +34,16 @@ BUDGET = 20 * 1024
 
 @pytest.fixture
 async def inbox(ctx: AppContext, workspace: SeededWorkspace) -> Any:
-    async with ctx.uow() as uow:
-        created = await workspaces.do_create_inbox(
-            uow,
-            Actor.system(workspace.id),
-            kind=InboxKind.widget,
-            name="Shop chat",
-            team_id=workspace.team_ids["Support"],
-            allowed_origins=[HOST, "https://*.partner.example"],
-            theme={"color": "#ffcc00", "position": "left", "title": "Shop"},
-            greeting="Hello!",
-            settings={"greetings": {"de": "Hallo!"}},
-        )
-        await uow.commit()
-    return created
+    return await make_widget_inbox(
+        ctx,
+        workspace.id,
+        workspace.team_ids["Support"],
+        [HOST, "https://*.partner.example"],
+        name="Shop chat",
+        theme={"color": "#ffcc00", "position": "left", "title": "Shop"},
+        greeting="Hello!",
+        settings={"greetings": {"de": "Hallo!"}},
+    )
 
 
 async def visitor_with_ticket(ctx: AppContext, inbox: Any) -> tuple[str, int, int]:

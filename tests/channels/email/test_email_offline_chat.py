@@ -16,12 +16,11 @@ from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.context import AppContext
-from app.models import Agent, Channel, EventKind, Inbox, InboxKind, OutboundEmail, VisitorPresence
-from app.services import visitor_presence, workspaces
-from app.services.actors import Actor
+from app.models import Agent, Channel, EventKind, Inbox, OutboundEmail, VisitorPresence
+from app.services import visitor_presence
 from app.services.agent_auth import password_fingerprint
 from app.settings import Settings
-from tests.conftest import LiveServer, SeededWorkspace
+from tests.conftest import LiveServer, SeededWorkspace, make_widget_inbox
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "webchat"))
 from webchat_client import ORIGIN, Widget, session_cookie
@@ -66,16 +65,7 @@ async def setup_inboxes(ctx: AppContext, ws: SeededWorkspace, *, email: bool = T
             ctx, ws.id, "billing@demo.localhost", team_id=ws.team_ids["Billing"]
         )
         await create_email_inbox(ctx, ws.id, "support@demo.localhost", team_id=support)
-    async with ctx.uow() as uow:
-        chat = await workspaces.do_create_inbox(
-            uow,
-            Actor.system(ws.id),
-            kind=InboxKind.widget,
-            name="Website chat",
-            team_id=support,
-            allowed_origins=[ORIGIN],
-        )
-        await uow.commit()
+    chat = await make_widget_inbox(ctx, ws.id, support, [ORIGIN])
     assert chat.public_key is not None
     return chat
 

@@ -13,13 +13,11 @@ from call_clients import ORIGIN, Console, Widget, session_cookie
 from voice_peers import TonePeer, peak_hz
 
 from app.context import AppContext
-from app.models import Agent, Inbox, InboxKind, Workspace
-from app.services import workspaces
-from app.services.actors import Actor
+from app.models import Agent, Inbox, Workspace
 from app.services.agent_auth import password_fingerprint
 from app.settings import Settings
 from channels.voice.hold import HOLD_NOTES_HZ
-from tests.conftest import LiveServer, SeededWorkspace
+from tests.conftest import LiveServer, SeededWorkspace, make_widget_inbox
 
 CUSTOMER_HZ = 300.0
 AGENT_HZ = 1000.0
@@ -45,17 +43,9 @@ def settings_overrides() -> dict[str, Any]:
 
 @pytest.fixture
 async def inbox(ctx: AppContext, workspace: SeededWorkspace) -> Inbox:
-    async with ctx.uow() as uow:
-        inbox = await workspaces.do_create_inbox(
-            uow,
-            Actor.system(workspace.id),
-            kind=InboxKind.widget,
-            name="Website",
-            team_id=workspace.team_ids["Support"],
-            allowed_origins=[ORIGIN],
-        )
-        await uow.commit()
-    return inbox
+    return await make_widget_inbox(
+        ctx, workspace.id, workspace.team_ids["Support"], [ORIGIN], name="Website"
+    )
 
 
 @dataclass

@@ -9,12 +9,10 @@ import pytest
 from webchat_client import ORIGIN, session_cookie
 
 from app.context import AppContext
-from app.models import Agent, Inbox, InboxKind
-from app.services import workspaces
-from app.services.actors import Actor
+from app.models import Agent, Inbox
 from app.services.agent_auth import password_fingerprint
 from app.settings import Settings
-from tests.conftest import SeededWorkspace
+from tests.conftest import SeededWorkspace, make_widget_inbox
 
 
 @pytest.fixture
@@ -26,18 +24,7 @@ def settings_overrides() -> dict[str, Any]:
 async def make_inbox(
     ctx: AppContext, workspace_id: int, team_id: int | None, origins: list[str]
 ) -> Inbox:
-    async with ctx.uow() as uow:
-        inbox = await workspaces.do_create_inbox(
-            uow,
-            Actor.system(workspace_id),
-            kind=InboxKind.widget,
-            name="Website chat",
-            team_id=team_id,
-            allowed_origins=origins,
-            greeting="Hi!",
-        )
-        await uow.commit()
-    return inbox
+    return await make_widget_inbox(ctx, workspace_id, team_id, origins, greeting="Hi!")
 
 
 @pytest.fixture
