@@ -484,7 +484,20 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             (a["fixed"]["p99_ms"] or 0) / max(1e-9, r["fixed"]["p99_ms"] or 1e-9), 3
         ),
     }
-    result["goals"] = {"throughput_ratio_min": 0.6, "p99_ratio_max": 2.0, "kb_per_idle_max": 30}
+    from app.web.widget_assets import build_bundle
+
+    js, css = build_bundle()
+    result["widget_bundle"] = {
+        "js_gzip_bytes": len(js.gzipped),
+        "css_gzip_bytes": len(css.gzipped),
+        "total_gzip_kb": round((len(js.gzipped) + len(css.gzipped)) / 1024, 2),
+    }
+    result["goals"] = {
+        "throughput_ratio_min": 0.6,
+        "p99_ratio_max": 2.0,
+        "kb_per_idle_max": 30,
+        "widget_bundle_gzip_kb_max": 20,
+    }
     return result
 
 
