@@ -26,6 +26,8 @@ from sqlalchemy.orm import make_transient_to_detached
 from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from app.lean_sql import LeanInsert
+
 _statements: dict[Table, tuple[Insert, list[str]]] = {}
 
 
@@ -59,26 +61,14 @@ async def insert_row(session: AsyncSession, row: SQLModel) -> None:
     session.add(row)
 
 
-_many: dict[tuple[Table, bool], Insert] = {}
+_many: dict[Table, LeanInsert] = {}
 
 
 async def insert_rows(
     connection: AsyncConnection, table: Table, rows: Sequence[dict[str, Any]]
 ) -> list[int]:
-    """One multi-row INSERT of `rows` (all with the same keys); their ids, in order.
-
-    SQLAlchemy guarantees the order (`sort_by_parameter_order`) on SQLite only by
-    sending one INSERT per row. There it is not needed: a statement's rows get rowids
-    one after the other, each the largest so far plus one, so the ids in ascending
-    order are the rows in parameter order."""
-    if not rows:
-        return []
-    sqlite = connection.dialect.name == "sqlite"
-    statement = _many.get((table, sqlite))
+    """One multi-row INSERT of `rows` (all with the same keys); their ids, in order."""
+    statement = _many.get(table)
     if statement is None:
-        (pk,) = table.primary_key.columns
-        statement = _many[(table, sqlite)] = insert(table).returning(
-            pk, sort_by_parameter_order=not sqlite
-        )
-    ids = [int(row_id) for row_id in (await connection.execute(statement, list(rows))).scalars()]
-    return sorted(ids) if sqlite else ids
+        statement = _many[table] = LeanInsert(table)
+    return await statement.insert(connection, rows)

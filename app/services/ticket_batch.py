@@ -32,6 +32,7 @@ from app.events import (
     TicketEventPublished,
     UnitOfWork,
 )
+from app.lean_sql import Lean
 from app.models import ActorType, Channel, Priority, Ticket, TicketEvent, TicketStatus
 from app.models.base import TZDateTime
 from app.models.ticket import CUSTOMER_VISIBLE_KINDS, EventKind
@@ -54,7 +55,7 @@ _EVENTS: Table = TicketEvent.__table__  # type: ignore[attr-defined]
 # Like `timeline._next_seq`, for several tickets that each get `count` more messages:
 # one UPDATE ... RETURNING per distinct count (nearly always one), built once. The row
 # locks (PostgreSQL) or the write lock (SQLite) keep concurrent appenders gap-free.
-_TAKE_SEQS = (
+_TAKE_SEQS = Lean(
     update(Ticket)
     .where(col(Ticket.id).in_(bindparam("ticket_ids", expanding=True)))
     .values(
@@ -62,7 +63,8 @@ _TAKE_SEQS = (
         updated_at=bindparam("now", type_=TZDateTime()),
     )
     .returning(col(Ticket.id), col(Ticket.last_seq))
-    .execution_options(synchronize_session=False)
+    .execution_options(synchronize_session=False),
+    expanding=["ticket_ids"],
 )
 
 
@@ -266,7 +268,7 @@ class TimelineBatch:
             tops: dict[int, int] = {}
             for count, ticket_ids in by_count.items():
                 params = {"ticket_ids": ticket_ids, "count": count, "now": now}
-                for row_id, top in await connection.execute(_TAKE_SEQS, params):
+                for row_id, top in await _TAKE_SEQS.execute(connection, params):
                     assert row_id is not None
                     tops[row_id] = top
             for ticket_id, (ticket, queued) in appended.items():

@@ -14,8 +14,10 @@ from sqlalchemy import bindparam
 from sqlmodel import select
 
 from app.events import UnitOfWork
+from app.lean_sql import Lean
 from app.models import Webhook, WebhookDelivery
 from app.models.base import utcnow
+from app.services.row_insert import core_connection
 
 WEBHOOK_EVENTS = (
     "ticket.created",
@@ -56,29 +58,36 @@ def render_body(delivery_id: str, event: str, workspace_id: int, data: dict[str,
 
 
 # Built once: on a hot write path, building the statement costs more than running it.
-_ACTIVE_HOOKS = select(Webhook).where(
-    Webhook.workspace_id == bindparam("workspace_id"), Webhook.active
+_ACTIVE_HOOKS = Lean(
+    select(Webhook.id, Webhook.events).where(
+        Webhook.workspace_id == bindparam("workspace_id"), Webhook.active
+    )
 )
 
 
 async def enqueue(uow: UnitOfWork, workspace_id: int, event: str, data: dict[str, Any]) -> int:
     """Queue `event` for every active webhook of the workspace that subscribed to it."""
     assert event in WEBHOOK_EVENTS, event
-    cache: dict[int, list[Webhook]] = uow.session.info.setdefault("webhooks_by_ws", {})
+    # Looked up once per transaction and workspace: a batch announces many events.
+    cache: dict[int, list[tuple[int, list[str]]]] = uow.session.info.setdefault(
+        "webhooks_by_ws", {}
+    )
     if workspace_id not in cache:
+        connection = await core_connection(uow.session)
         params = {"workspace_id": workspace_id}
-        cache[workspace_id] = list((await uow.session.exec(_ACTIVE_HOOKS, params=params)).all())
+        cache[workspace_id] = [
+            (hook_id, events) for hook_id, events in await _ACTIVE_HOOKS.execute(connection, params)
+        ]
     count = 0
-    for hook in cache[workspace_id]:
-        if hook.events and event not in hook.events:
+    for hook_id, events in cache[workspace_id]:
+        if events and event not in events:
             continue
-        assert hook.id is not None
         delivery_id = str(uuid.uuid4())
         uow.session.add(
             WebhookDelivery(
                 id=delivery_id,
                 workspace_id=workspace_id,
-                webhook_id=hook.id,
+                webhook_id=hook_id,
                 event=event,
                 body=render_body(delivery_id, event, workspace_id, data),
             )

@@ -1,0 +1,182 @@
+"""`Lean` statements (app.lean_sql) return what SQLAlchemy's own execution returns,
+run in the caller's transaction, and fail with SQLAlchemy's exceptions; on SQLite and
+PostgreSQL. The hot chat lookups read through an index, never the whole workspace."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import bindparam, update
+from sqlalchemy.dialects.sqlite import aiosqlite
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, select
+
+from app.context import AppContext
+from app.lean_sql import Lean, LeanInsert
+from app.models import Ticket, TicketEvent, TicketStatus
+from app.models.base import utcnow
+from app.services import tickets
+from app.services.actors import Actor
+from app.services.chat_batch import _CONTACTS_BY_IDENTITY, _OPEN_CHAT_TICKETS, _USED_CLIENT_IDS
+from tests.conftest import seed_workspace
+
+both = pytest.mark.parametrize("database_url", ["sqlite", "pg"], indirect=True)
+
+_TICKETS_OF = Lean(
+    select(Ticket.id, Ticket.status, Ticket.updated_at, Ticket.tags)  # type: ignore[call-overload]
+    .where(
+        col(Ticket.workspace_id) == bindparam("workspace_id"),
+        col(Ticket.id).in_(bindparam("ids", expanding=True)),
+        col(Ticket.status).in_([TicketStatus.new, TicketStatus.open]),
+    )
+    .order_by(col(Ticket.id)),
+    expanding=["ids"],
+)
+
+_TOUCH = Lean(
+    update(Ticket)
+    .where(col(Ticket.id).in_(bindparam("ids", expanding=True)))
+    .values(updated_at=bindparam("now"))
+    .returning(col(Ticket.id), col(Ticket.updated_at)),
+    expanding=["ids"],
+)
+
+
+async def make_tickets(ctx: AppContext, workspace_id: int, count: int) -> list[Ticket]:
+    made = []
+    async with ctx.uow() as uow:
+        for i in range(count):
+            ticket, _ = await tickets.do_create_ticket(
+                uow, Actor.system(workspace_id), subject=f"t{i}", tags=[f"tag{i}"]
+            )
+            made.append(ticket)
+        await uow.commit()
+    return made
+
+
+@both
+async def test_rows_and_types_match_sqlalchemys_own_execution(ctx: AppContext) -> None:
+    ws = await seed_workspace(ctx, "lean")
+    other = await seed_workspace(ctx, "other")
+    made = await make_tickets(ctx, ws.id, 5)
+    theirs = await make_tickets(ctx, other.id, 2)
+    ids = [t.id for t in made] + [t.id for t in theirs]
+    for length in (1, 3, len(ids)):  # a shape per list length
+        params = {"workspace_id": ws.id, "ids": ids[:length]}
+        async with ctx.uow() as uow:
+            connection = await uow.session.connection()
+            lean = await _TICKETS_OF.execute(connection, params)
+            own = [tuple(row) for row in await connection.execute(_TICKETS_OF.statement, params)]
+        assert lean == own
+        assert len(lean) == min(length, 5)  # the other workspace's tickets never
+        for ticket_id, status, updated_at, tags in lean:
+            assert isinstance(status, TicketStatus)  # result processors ran
+            assert updated_at.tzinfo is not None
+            assert tags == [f"tag{ids.index(ticket_id)}"]
+    async with ctx.uow() as uow:
+        connection = await uow.session.connection()
+        assert await _TICKETS_OF.execute(connection, {"workspace_id": ws.id, "ids": []}) == []
+
+
+@both
+async def test_writes_belong_to_the_callers_transaction(ctx: AppContext) -> None:
+    ws = await seed_workspace(ctx, "lean")
+    made = await make_tickets(ctx, ws.id, 2)
+    ids = [t.id for t in made]
+    later = utcnow() + timedelta(days=1)
+
+    async with ctx.uow() as uow:  # left without commit: rolled back
+        connection = await uow.session.connection()
+        touched = await _TOUCH.execute(connection, {"ids": ids, "now": later})
+        assert sorted(ticket_id for ticket_id, _ in touched) == ids
+        assert all(moment == later for _, moment in touched)
+    async with ctx.uow() as uow:
+        for ticket in made:
+            fresh = await uow.session.get(Ticket, ticket.id)
+            assert fresh is not None and fresh.updated_at != later
+
+    async with ctx.uow() as uow:
+        await _TOUCH.execute(await uow.session.connection(), {"ids": ids, "now": later})
+        await uow.commit()
+    async with ctx.uow() as uow:
+        fresh = await uow.session.get(Ticket, ids[0])
+        assert fresh is not None and fresh.updated_at == later
+
+
+@both
+async def test_inserted_ids_come_back_in_row_order_and_errors_are_sqlalchemys(
+    ctx: AppContext,
+) -> None:
+    ws = await seed_workspace(ctx, "lean")
+    (ticket,) = await make_tickets(ctx, ws.id, 1)
+    table = TicketEvent.__table__  # type: ignore[attr-defined]
+    events = LeanInsert(table)
+
+    def row(seq: int, client_id: str) -> dict[str, object]:
+        return {
+            "workspace_id": ws.id,
+            "ticket_id": ticket.id,
+            "seq": seq,
+            "kind": "message",
+            "actor_type": "system",
+            "actor_id": None,
+            "actor_name": "",
+            "body": f"line {seq}",
+            "payload": {"n": seq},
+            "internal": False,
+            "client_id": client_id,
+            "created_at": utcnow(),
+        }
+
+    rows = [row(seq, f"c{seq}") for seq in range(100, 140)]
+    async with ctx.uow() as uow:
+        ids = await events.insert(await uow.session.connection(), rows)
+        await uow.commit()
+    async with ctx.sessions() as session:
+        stored = {
+            e.id: (e.seq, e.payload)
+            for e in (
+                await session.exec(select(TicketEvent).where(col(TicketEvent.id).in_(ids)))
+            ).all()  # type: ignore[call-overload]
+        }
+    assert [stored[i] for i in ids] == [(r["seq"], r["payload"]) for r in rows]
+
+    async with ctx.uow() as uow:
+        with pytest.raises(IntegrityError):  # (workspace, client_id) is unique
+            await events.insert(await uow.session.connection(), [row(200, "c100")])
+
+
+def test_chat_batch_lookups_read_through_an_index(sqlite_template: Path) -> None:
+    """SQLite without statistics once read every ticket of the workspace for each
+    batch of chat messages (the IN list of contacts looked dearer than the
+    workspace); whatever the batch's size, the plan must stay an index search on
+    the batch's own keys."""
+    dialect = aiosqlite.dialect()
+    db = sqlite3.connect(sqlite_template)
+    try:
+        for size in (1, 4, 32):
+            many = list(range(size))
+            lookups = {
+                _OPEN_CHAT_TICKETS: (
+                    {"workspace_id": 1, "contact_ids": many, "inbox_ids": [1]},
+                    "ix_ticket_contact_id (contact_id=?)",
+                ),
+                _USED_CLIENT_IDS: (
+                    {"workspace_id": 1, "client_ids": [str(i) for i in many]},
+                    "(workspace_id=? AND client_id=?)",
+                ),
+                _CONTACTS_BY_IDENTITY: (
+                    {"workspace_id": 1, "kind": "visitor", "values": [str(i) for i in many]},
+                    "(workspace_id=? AND kind=? AND value=?)",
+                ),
+            }
+            for lean, (params, expected) in lookups.items():
+                sql, values = lean.render(dialect, params)
+                plan = [row[3] for row in db.execute(f"EXPLAIN QUERY PLAN {sql}", values)]
+                assert expected in plan[0], (size, plan)
+                assert not any(step.startswith("SCAN") for step in plan), plan
+    finally:
+        db.close()
