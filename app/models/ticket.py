@@ -102,6 +102,9 @@ CUSTOMER_VISIBLE_KINDS = frozenset(
 
 class TicketEvent(SQLModel, table=True):
     __tablename__ = "ticket_event"
+    # The two unique indexes also serve lookups by workspace or ticket alone (and the
+    # cascades): single-column indexes on them cost every message an index insert
+    # for nothing (0005 dropped them).
     __table_args__ = (
         UniqueConstraint("ticket_id", "seq"),
         UniqueConstraint("workspace_id", "client_id"),
@@ -109,8 +112,8 @@ class TicketEvent(SQLModel, table=True):
     )
 
     id: int | None = Field(default=None, primary_key=True)
-    workspace_id: int = Field(foreign_key="workspace.id", index=True, ondelete="CASCADE")
-    ticket_id: int = Field(foreign_key="ticket.id", index=True, ondelete="CASCADE")
+    workspace_id: int = Field(foreign_key="workspace.id", ondelete="CASCADE")
+    ticket_id: int = Field(foreign_key="ticket.id", ondelete="CASCADE")
     seq: int
     kind: EventKind
     actor_type: ActorType = Field(default=ActorType.system)

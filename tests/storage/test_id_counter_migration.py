@@ -137,10 +137,12 @@ async def test_upgrading_a_database_in_use_keeps_every_row_and_stops_id_reuse(
     before = snapshot(path)
     assert autoincrement_tables(path) == set()
 
-    await asyncio.to_thread(upgrade, url)
+    await asyncio.to_thread(upgrade, url, "0004")
 
     assert snapshot(path) == before
     assert autoincrement_tables(path) == REBUILT
+    assert_consistent(path)
+    await asyncio.to_thread(upgrade, url)  # what later revisions change is theirs to test
     assert_consistent(path)
     await asyncio.to_thread(check, url)
 
@@ -165,7 +167,7 @@ async def test_upgrading_a_database_in_use_keeps_every_row_and_stops_id_reuse(
 async def test_downgrading_keeps_every_row(tmp_path: Path) -> None:
     path = tmp_path / "helpdesk.db"
     url = f"sqlite+aiosqlite:///{path}"
-    await asyncio.to_thread(upgrade, url)
+    await asyncio.to_thread(upgrade, url, "0004")
     async with running(tmp_path, url) as (client, ctx):
         await fill(client, await seed_workspace(ctx, "acme"))
     before = snapshot(path)
