@@ -11,6 +11,7 @@ from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Mount
 
 from app.context import AppContext, Service
+from app.loop_lag import LoopLagMonitor
 from app.services import email_outbox
 from app.settings import Settings, load_settings
 from app.wal_checkpoint import WalCheckpointer
@@ -68,7 +69,7 @@ def create_app(settings: Settings | None = None, ctx: AppContext | None = None) 
         workers = [*build_services(settings), webchat, voice] if settings.workers_enabled else []
         # The WAL upkeep belongs to the database, not to the workers: a web-only
         # process writes too.
-        await ctx.start([WalCheckpointer(), *workers])
+        await ctx.start([WalCheckpointer(), LoopLagMonitor(), *workers])
         try:
             yield
         finally:

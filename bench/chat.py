@@ -449,11 +449,23 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         )
         try:
             load = Load()
+            progress(f"app (pid {app.pid}): opening conversations")
+            cpu_before, began = proc_cpu_seconds(app.pid), time.perf_counter()
             keep = await app_setup(app_port, key, cookies, args.conversations, load)
+            # Each opening is a first message (a contact, a ticket, routing to an agent)
+            # until the agent receives it, 50 at a time: what a burst of new chats costs.
+            opening = {
+                "conversations": args.conversations,
+                "seconds": round(time.perf_counter() - began, 2),
+                "server_cpu_ms_per_conversation": round(
+                    (proc_cpu_seconds(app.pid) - cpu_before) * 1000 / args.conversations, 2
+                ),
+            }
             progress(f"app (pid {app.pid}): fixed load")
             fixed = await fixed_rate(load, args.offered, args.seconds, app.pid)
             progress(f"app (pid {app.pid}): saturation")
             result["app"] = {
+                "opening": opening,
                 "fixed": fixed,
                 "saturation": await saturation(load, args.seconds, app.pid),
             }

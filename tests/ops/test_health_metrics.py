@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -150,3 +151,27 @@ def test_track_connection_counts_while_open() -> None:
         with track_connection("test_kind"):
             assert gauge("helpdesk_open_connections", labels) == 2
     assert gauge("helpdesk_open_connections", labels) == 0
+
+
+async def test_a_stalled_event_loop_shows_in_the_lag_histogram(client: httpx.AsyncClient) -> None:
+    def stalled(text: str) -> float:
+        """Samples more than 0.1 s late (the bucket counts are cumulative)."""
+        total = bucket = 0.0
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == "helpdesk_event_loop_lag_seconds_count":
+                    total = sample.value
+                if (
+                    sample.name == "helpdesk_event_loop_lag_seconds_bucket"
+                    and sample.labels["le"] == "0.1"
+                ):
+                    bucket = sample.value
+        return total - bucket
+
+    before = stalled((await client.get("/metrics")).text)
+    # Work that never awaits, as a long transaction would be: the monitor's timer is due
+    # meanwhile and can only run once the loop is free again.
+    await asyncio.sleep(0.3)
+    time.sleep(0.4)  # noqa: ASYNC251 (the stall is the point)
+    await asyncio.sleep(0.3)
+    assert stalled((await client.get("/metrics")).text) >= before + 1
