@@ -14,8 +14,9 @@ It runs on the connection of the caller's transaction, through SQLAlchemy's own
 DB-API adapter (`AsyncConnection.run_sync`), so PostgreSQL's adapter still opens
 its transaction first and errors still arrive as `sqlalchemy.exc.DBAPIError`
 subclasses (`IntegrityError`, `OperationalError`), which the group commit tells
-apart. What it does not do: ORM identity-map updates, events, or invalidating a
-pool connection that died (the next ordinary statement notices that). Keep it to
+apart; a connection that died is invalidated. Bind and result processors run as in
+SQLAlchemy, None included. What it does not do: ORM identity-map updates, the
+engine's `echo` log, `handle_error` hooks, `literal_execute` parameters. Keep it to
 hot statements whose results are plain values.
 """
 
@@ -85,7 +86,7 @@ class Lean:
             return rows
         return [
             tuple(
-                value if process is None or value is None else process(value)
+                value if process is None else process(value)
                 for process, value in zip(processors, row, strict=True)
             )
             for row in rows
@@ -129,7 +130,8 @@ class Lean:
     def _result_processors(
         self, dialect: Dialect, description: Sequence[Sequence[Any]] | None
     ) -> tuple[Processor, ...] | None:
-        columns = list(self.statement.exported_columns)  # type: ignore[attr-defined]
+        # A text() statement declares no columns: its values come as the driver gives them.
+        columns = list(getattr(self.statement, "exported_columns", ()))
         if not columns or description is None:
             return None
         processors = tuple(
@@ -224,7 +226,7 @@ def _make_shape(
             processors.append(process)
         else:
             sources.append(None)
-            constants.append(value if process is None or value is None else process(value))
+            constants.append(value if process is None else process(value))
             processors.append(None)
     return _Shape(sql, tuple(sources), tuple(constants), tuple(processors))
 
@@ -239,20 +241,24 @@ def _positional(shape: _Shape, params: Any) -> list[Any]:
             continue
         key, subkey = source
         value = params[key] if subkey is None else params[key][subkey]
-        values.append(value if process is None or value is None else process(value))
+        values.append(value if process is None else process(value))
     return values
 
 
 def _run(connection: Connection, sql: str, values: list[Any]) -> tuple[list[Row], Any]:
     """On SQLAlchemy's DB-API adapter, inside its greenlet: the statement in the
-    connection's transaction (the session already began it)."""
+    connection's transaction (begun here if the caller had not, as SQLAlchemy's
+    own execute would)."""
+    if not connection.in_transaction():
+        connection.begin()
     dialect = connection.dialect
     dbapi_connection = connection.connection.dbapi_connection
     assert dbapi_connection is not None
     cursor = dbapi_connection.cursor()
     parameters = dialect.execute_sequence_format(values)
-    # Statement listeners (SQL logging, tracing, tests that count statements) see
-    # these statements as they see SQLAlchemy's own; no execution context exists.
+    # Statement listeners (tracing, tests that count statements) see these
+    # statements as they see SQLAlchemy's own, without an execution context. The
+    # engine's `echo` log does not show them.
     dispatch = connection.dispatch
     if dispatch.before_cursor_execute:
         dispatch.before_cursor_execute(connection, cursor, sql, parameters, None, False)
@@ -261,8 +267,17 @@ def _run(connection: Connection, sql: str, values: list[Any]) -> tuple[list[Row]
         description = cursor.description
         rows = [tuple(row) for row in cursor.fetchall()] if description else []
     except dialect.loaded_dbapi.Error as error:
+        # A connection that died must not go back to the pool.
+        gone = dialect.is_disconnect(error, dbapi_connection, cursor)
+        if gone:
+            connection.invalidate(error)
         raise exc.DBAPIError.instance(
-            sql, values, error, dialect.loaded_dbapi.Error, dialect=dialect
+            sql,
+            values,
+            error,
+            dialect.loaded_dbapi.Error,
+            connection_invalidated=gone,
+            dialect=dialect,
         ) from error
     finally:
         cursor.close()

@@ -4,14 +4,17 @@ PostgreSQL. The hot chat lookups read through an index, never the whole workspac
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from datetime import timedelta
 from pathlib import Path
 
+import asyncpg
 import pytest
-from sqlalchemy import bindparam, update
+from sqlalchemy import bindparam, func, text, update
 from sqlalchemy.dialects.sqlite import aiosqlite
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.ext.asyncio import create_async_engine
 from sqlmodel import col, select
 
 from app.context import AppContext
@@ -21,7 +24,7 @@ from app.models.base import utcnow
 from app.services import tickets
 from app.services.actors import Actor
 from app.services.chat_batch import _CONTACTS_BY_IDENTITY, _OPEN_CHAT_TICKETS, _USED_CLIENT_IDS
-from tests.conftest import seed_workspace
+from tests.conftest import create_pg_database, drop_pg_database, requires_pg, seed_workspace
 
 both = pytest.mark.parametrize("database_url", ["sqlite", "pg"], indirect=True)
 
@@ -132,6 +135,7 @@ async def test_inserted_ids_come_back_in_row_order_and_errors_are_sqlalchemys(
         }
 
     rows = [row(seq, f"c{seq}") for seq in range(100, 140)]
+    rows[-1]["payload"] = None  # stored as JSON null, as SQLAlchemy stores it
     async with ctx.uow() as uow:
         ids = await events.insert(await uow.session.connection(), rows)
         await uow.commit()
@@ -143,6 +147,10 @@ async def test_inserted_ids_come_back_in_row_order_and_errors_are_sqlalchemys(
             ).all()  # type: ignore[call-overload]
         }
     assert [stored[i] for i in ids] == [(r["seq"], r["payload"]) for r in rows]
+    async with ctx.sessions() as session:
+        json_null = text("CAST(payload AS TEXT) = 'null'")
+        raw = select(func.count()).where(col(TicketEvent.id) == ids[-1], json_null)
+        assert (await session.exec(raw)).one() == 1
 
     async with ctx.uow() as uow:
         with pytest.raises(IntegrityError):  # (workspace, client_id) is unique
@@ -180,3 +188,33 @@ def test_chat_batch_lookups_read_through_an_index(sqlite_template: Path) -> None
                 assert not any(step.startswith("SCAN") for step in plan), plan
     finally:
         db.close()
+
+
+_BACKEND = Lean(text("SELECT pg_backend_pid()"))
+
+
+@requires_pg
+async def test_a_connection_that_died_is_invalidated_not_pooled() -> None:
+    """Without the pool's pre-ping, a dead connection handed out again would fail the
+    next checkout too; SQLAlchemy's own execute invalidates it, so must this."""
+    url, name = await create_pg_database()
+    engine = create_async_engine(url, pool_size=1, max_overflow=0)
+    try:
+        async with engine.connect() as connection:
+            await connection.begin()
+            ((pid,),) = await _BACKEND.execute(connection, {})
+            admin = await asyncpg.connect(url.replace("postgresql+asyncpg", "postgresql"))
+            try:
+                await admin.execute("SELECT pg_terminate_backend($1)", pid)
+            finally:
+                await admin.close()
+            await asyncio.sleep(0.2)
+            with pytest.raises(DBAPIError) as caught:
+                await _BACKEND.execute(connection, {})
+            assert caught.value.connection_invalidated
+        async with engine.connect() as connection:
+            ((other,),) = await _BACKEND.execute(connection, {})
+        assert other != pid
+    finally:
+        await engine.dispose()
+        await drop_pg_database(name)
