@@ -22,7 +22,9 @@ class ApiToken(SQLModel, table=True):
     token_hash: str = Field(max_length=64, unique=True, index=True)
     prefix: str = Field(max_length=16)
     role: Role = Field(default=Role.agent)
-    agent_id: int | None = Field(default=None, foreign_key="agent.id", ondelete="SET NULL")
+    agent_id: int | None = Field(
+        index=True, default=None, foreign_key="agent.id", ondelete="SET NULL"
+    )
     created_at: datetime = created_at_field()
     last_used_at: datetime | None = datetime_field()
     revoked_at: datetime | None = datetime_field()

@@ -56,9 +56,15 @@ class Call(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     workspace_id: int = Field(foreign_key="workspace.id", index=True, ondelete="CASCADE")
     ticket_id: int = Field(foreign_key="ticket.id", index=True, ondelete="CASCADE")
-    inbox_id: int | None = Field(default=None, foreign_key="inbox.id", ondelete="SET NULL")
-    team_id: int | None = Field(default=None, foreign_key="team.id", ondelete="SET NULL")
-    contact_id: int | None = Field(default=None, foreign_key="contact.id", ondelete="SET NULL")
+    inbox_id: int | None = Field(
+        index=True, default=None, foreign_key="inbox.id", ondelete="SET NULL"
+    )
+    team_id: int | None = Field(
+        index=True, default=None, foreign_key="team.id", ondelete="SET NULL"
+    )
+    contact_id: int | None = Field(
+        index=True, default=None, foreign_key="contact.id", ondelete="SET NULL"
+    )
     # The agent talking (or being offered the call); None while queued.
     agent_id: int | None = Field(default=None, foreign_key="agent.id", ondelete="SET NULL")
     direction: CallDirection = Field(default=CallDirection.inbound)
@@ -78,9 +84,9 @@ class Call(SQLModel, table=True):
     hangup_by: str | None = Field(default=None, max_length=16)  # customer | agent | system
     end_reason: str | None = Field(default=None, max_length=32)
     recording_attachment_id: int | None = Field(
-        default=None, foreign_key="attachment.id", ondelete="SET NULL"
+        default=None, index=True, foreign_key="attachment.id", ondelete="SET NULL"
     )
-    callback_id: int | None = Field(default=None, foreign_key="callback_request.id")
+    callback_id: int | None = Field(index=True, default=None, foreign_key="callback_request.id")
     created_at: datetime = created_at_field()
 
 
@@ -106,11 +112,19 @@ class CallbackRequest(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     workspace_id: int = Field(foreign_key="workspace.id", index=True, ondelete="CASCADE")
     ticket_id: int = Field(foreign_key="ticket.id", index=True, ondelete="CASCADE")
-    contact_id: int | None = Field(default=None, foreign_key="contact.id", ondelete="SET NULL")
-    team_id: int | None = Field(default=None, foreign_key="team.id", ondelete="SET NULL")
-    inbox_id: int | None = Field(default=None, foreign_key="inbox.id", ondelete="SET NULL")
+    contact_id: int | None = Field(
+        index=True, default=None, foreign_key="contact.id", ondelete="SET NULL"
+    )
+    team_id: int | None = Field(
+        index=True, default=None, foreign_key="team.id", ondelete="SET NULL"
+    )
+    inbox_id: int | None = Field(
+        index=True, default=None, foreign_key="inbox.id", ondelete="SET NULL"
+    )
     state: CallbackState = Field(default=CallbackState.pending)
-    agent_id: int | None = Field(default=None, foreign_key="agent.id", ondelete="SET NULL")
+    agent_id: int | None = Field(
+        index=True, default=None, foreign_key="agent.id", ondelete="SET NULL"
+    )
     attempts: int = Field(default=0)
     created_at: datetime = created_at_field()
     updated_at: datetime = created_at_field()

@@ -21,7 +21,7 @@ class Contact(SQLModel, table=True):
     email: str | None = Field(default=None, max_length=254, index=True)
     phone: str | None = Field(default=None, max_length=64)
     custom_fields: dict[str, Any] = json_field()
-    merged_into_id: int | None = Field(default=None, foreign_key="contact.id")
+    merged_into_id: int | None = Field(index=True, default=None, foreign_key="contact.id")
     created_at: datetime = created_at_field()
     updated_at: datetime = created_at_field()
 

@@ -47,7 +47,9 @@ class MailMessage(SQLModel, table=True):
     ticket_id: int | None = Field(
         default=None, foreign_key="ticket.id", index=True, ondelete="SET NULL"
     )
-    event_id: int | None = Field(default=None, foreign_key="ticket_event.id", ondelete="SET NULL")
+    event_id: int | None = Field(
+        index=True, default=None, foreign_key="ticket_event.id", ondelete="SET NULL"
+    )
     direction: MailDirection
     message_id: str = Field(max_length=255)
     subject: str = Field(default="", max_length=500)
@@ -97,8 +99,10 @@ class OutboundEmail(SQLModel, table=True):
     workspace_id: int = Field(foreign_key="workspace.id", index=True, ondelete="CASCADE")
     inbox_id: int = Field(foreign_key="inbox.id", ondelete="CASCADE")
     ticket_id: int = Field(foreign_key="ticket.id", index=True, ondelete="CASCADE")
-    event_id: int | None = Field(default=None, foreign_key="ticket_event.id", ondelete="SET NULL")
-    mail_id: int = Field(foreign_key="mail_message.id", ondelete="CASCADE")
+    event_id: int | None = Field(
+        index=True, default=None, foreign_key="ticket_event.id", ondelete="SET NULL"
+    )
+    mail_id: int = Field(index=True, foreign_key="mail_message.id", ondelete="CASCADE")
     kind: OutboundKind = Field(default=OutboundKind.reply)
     message_id: str = Field(max_length=255)
     to_address: str = Field(max_length=254)

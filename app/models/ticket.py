@@ -58,12 +58,14 @@ class Ticket(SQLModel, table=True):
     team_id: int | None = Field(
         default=None, foreign_key="team.id", index=True, ondelete="SET NULL"
     )
-    inbox_id: int | None = Field(default=None, foreign_key="inbox.id", ondelete="SET NULL")
+    inbox_id: int | None = Field(
+        index=True, default=None, foreign_key="inbox.id", ondelete="SET NULL"
+    )
     tags: list[str] = json_field(list)
     custom_fields: dict[str, Any] = json_field()
     participants: list[str] = json_field(list)
     last_seq: int = Field(default=0)
-    merged_into_id: int | None = Field(default=None, foreign_key="ticket.id")
+    merged_into_id: int | None = Field(index=True, default=None, foreign_key="ticket.id")
     created_at: datetime = created_at_field()
     updated_at: datetime = created_at_field()
     first_response_at: datetime | None = datetime_field()
@@ -134,7 +136,9 @@ class Attachment(SQLModel, table=True):
     ticket_id: int | None = Field(
         default=None, foreign_key="ticket.id", index=True, ondelete="CASCADE"
     )
-    event_id: int | None = Field(default=None, foreign_key="ticket_event.id", ondelete="SET NULL")
+    event_id: int | None = Field(
+        index=True, default=None, foreign_key="ticket_event.id", ondelete="SET NULL"
+    )
     filename: str = Field(max_length=255)
     content_type: str = Field(max_length=255)
     size: int

@@ -19,7 +19,7 @@ class VisitorPresence(SQLModel, table=True):
 
     id: str = Field(primary_key=True, max_length=64)  # the connection id
     workspace_id: int = Field(foreign_key="workspace.id", index=True, ondelete="CASCADE")
-    inbox_id: int = Field(foreign_key="inbox.id", ondelete="CASCADE")
+    inbox_id: int = Field(index=True, foreign_key="inbox.id", ondelete="CASCADE")
     visitor_id: str = Field(max_length=64, index=True)
     # Known once the visitor has a contact (first message or verified identity).
     contact_id: int | None = Field(

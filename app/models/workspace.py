@@ -49,7 +49,7 @@ class Team(SQLModel, table=True):
 
 class AgentTeam(SQLModel, table=True):
     agent_id: int = Field(foreign_key="agent.id", primary_key=True, ondelete="CASCADE")
-    team_id: int = Field(foreign_key="team.id", primary_key=True, ondelete="CASCADE")
+    team_id: int = Field(index=True, foreign_key="team.id", primary_key=True, ondelete="CASCADE")
 
 
 def default_capacity() -> dict[str, int]:
@@ -87,7 +87,9 @@ class Inbox(SQLModel, table=True):
     workspace_id: int = Field(foreign_key="workspace.id", index=True, ondelete="CASCADE")
     kind: InboxKind
     name: str = Field(max_length=200)
-    team_id: int | None = Field(default=None, foreign_key="team.id", ondelete="SET NULL")
+    team_id: int | None = Field(
+        index=True, default=None, foreign_key="team.id", ondelete="SET NULL"
+    )
     # widget inboxes
     public_key: str | None = Field(default=None, max_length=64, unique=True, index=True)
     allowed_origins: list[str] = json_field(list)

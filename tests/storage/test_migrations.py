@@ -135,3 +135,32 @@ async def test_search_index_survives_the_round_trip(tmp_path: Path) -> None:
 def autoincrement_tables(conn: sqlite3.Connection) -> set[str]:
     rows = conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'").fetchall()
     return {name for name, sql in rows if "AUTOINCREMENT" in sql.upper()}
+
+
+def test_every_foreign_key_column_leads_an_index(tmp_path: Path) -> None:
+    """Deleting a row looks up the rows that refer to it; without an index on the
+    referring column that is a scan of the whole table per deleted row (erasing a
+    ticket once scanned three tables per event)."""
+    path = tmp_path / "schema.db"
+    upgrade(f"sqlite+aiosqlite:///{path}")
+    missing = []
+    with sqlite3.connect(path) as db:
+        tables = [
+            name
+            for (name,) in db.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'"
+                " AND name NOT LIKE 'sqlite_%' AND name NOT LIKE 'fts_%'"
+            )
+        ]
+        for table in tables:
+            leading = {
+                first[2]
+                for index in db.execute(f"PRAGMA index_list('{table}')")
+                for first in db.execute(f"PRAGMA index_info('{index[1]}')").fetchall()[:1]
+            }
+            primary = [row[1] for row in db.execute(f"PRAGMA table_info('{table}')") if row[5] == 1]
+            for foreign_key in db.execute(f"PRAGMA foreign_key_list('{table}')"):
+                column = foreign_key[3]
+                if column not in leading and primary[:1] != [column]:
+                    missing.append(f"{table}.{column}")
+    assert missing == []
