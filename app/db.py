@@ -30,7 +30,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.settings import SQLITE_WAL_LIMIT_BYTES, Settings
+from app.settings import SQLITE_MMAP_BYTES, SQLITE_WAL_LIMIT_BYTES, Settings
 from app.sqlite_inline import inline_creator
 
 SessionFactory = async_sessionmaker[AsyncSession]
@@ -57,7 +57,11 @@ def is_unmanaged_table(name: str) -> bool:
 
 
 def create_engine(
-    database_url: str, *, echo: bool = False, wal_limit_bytes: int = SQLITE_WAL_LIMIT_BYTES
+    database_url: str,
+    *,
+    echo: bool = False,
+    wal_limit_bytes: int = SQLITE_WAL_LIMIT_BYTES,
+    mmap_bytes: int = SQLITE_MMAP_BYTES,
 ) -> AsyncEngine:
     url = make_url(database_url)
     kwargs: dict[str, Any] = {"echo": echo}
@@ -67,8 +71,13 @@ def create_engine(
             Path(database).parent.mkdir(parents=True, exist_ok=True)
         kwargs["async_creator"] = inline_creator(database, timeout=SQLITE_LOCK_TIMEOUT)
         if database != ":memory:":
+            # Last in, first out: the next transaction gets the connection that just
+            # ran one, whose page cache is still valid (see `_configure_sqlite`).
             kwargs.update(
-                pool_size=SQLITE_POOL_SIZE, max_overflow=0, pool_timeout=SQLITE_LOCK_TIMEOUT
+                pool_size=SQLITE_POOL_SIZE,
+                max_overflow=0,
+                pool_timeout=SQLITE_LOCK_TIMEOUT,
+                pool_use_lifo=True,
             )
     else:
         kwargs["pool_size"] = 10
@@ -76,11 +85,11 @@ def create_engine(
         kwargs["pool_pre_ping"] = True
     engine = create_async_engine(database_url, **kwargs)
     if url.drivername.startswith("sqlite"):
-        _configure_sqlite(engine, wal_limit_bytes)
+        _configure_sqlite(engine, wal_limit_bytes, mmap_bytes)
     return engine
 
 
-def _configure_sqlite(engine: AsyncEngine, wal_limit_bytes: int) -> None:
+def _configure_sqlite(engine: AsyncEngine, wal_limit_bytes: int, mmap_bytes: int) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Let SQLAlchemy's "begin" hook issue BEGIN itself instead of pysqlite.
@@ -95,6 +104,12 @@ def _configure_sqlite(engine: AsyncEngine, wal_limit_bytes: int) -> None:
         # The commit that starts the WAL over also cuts the file back to this size;
         # without it the file keeps the largest size it ever had.
         cursor.execute(f"PRAGMA journal_size_limit={int(wal_limit_bytes)}")
+        # A connection's page cache is private and starts over whenever another
+        # connection has committed, so with a pool of them nearly every transaction
+        # read its pages again, one pread() each. Through a memory map they are read
+        # from the OS's page cache, shared by all: on the chat benchmark, 0.41 -> 0.30
+        # ms of server CPU per message at saturation (noisy; three runs each).
+        cursor.execute(f"PRAGMA mmap_size={int(mmap_bytes)}")
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")
@@ -137,7 +152,11 @@ def read_session_factory(engine: AsyncEngine) -> SessionFactory:
 
 
 def engine_from_settings(settings: Settings) -> AsyncEngine:
-    return create_engine(settings.database_url, wal_limit_bytes=settings.sqlite_wal_limit_bytes)
+    return create_engine(
+        settings.database_url,
+        wal_limit_bytes=settings.sqlite_wal_limit_bytes,
+        mmap_bytes=settings.sqlite_mmap_bytes,
+    )
 
 
 @asynccontextmanager

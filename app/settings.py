@@ -16,6 +16,8 @@ DEFAULT_DEV_SECRET = "dev-insecure-secret"
 
 # HELPDESK_SQLITE_WAL_LIMIT_BYTES; also what `app.db.create_engine` uses when not told.
 SQLITE_WAL_LIMIT_BYTES = 16 * 1024 * 1024
+# HELPDESK_SQLITE_MMAP_BYTES; also `app.db.create_engine`'s default.
+SQLITE_MMAP_BYTES = 256 * 1024 * 1024
 
 
 class ConfigError(Exception):
@@ -67,6 +69,8 @@ class Settings(BaseSettings):
     # and how often the app looks whether it must reset it.
     sqlite_wal_limit_bytes: int = Field(default=SQLITE_WAL_LIMIT_BYTES, ge=0)
     sqlite_checkpoint_interval_seconds: float = Field(default=5.0, gt=0)
+    # How much of the database file SQLite reads through a memory map (0: none).
+    sqlite_mmap_bytes: int = Field(default=SQLITE_MMAP_BYTES, ge=0)
     # REST API token bucket per caller: sustained requests/s and burst; rate 0 disables.
     api_rate_limit: float = Field(default=500.0, ge=0)
     api_rate_burst: int = Field(default=2000, ge=1)
