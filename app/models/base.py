@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, TypeDecorator
+from sqlalchemy import JSON, DateTime, Index, TypeDecorator, text
 from sqlalchemy.engine import Dialect
 from sqlmodel import Column, Field
 
@@ -23,6 +23,16 @@ def never_reused_ids() -> dict[str, Any]:
     a rebuild on SQLite (see migration 0004).
     """
     return {"sqlite_autoincrement": True}
+
+
+def not_null_index(table: str, column: str) -> Index:
+    """`ix_<table>_<column>` over the rows where `column` is set, for a reference that
+    is nearly always NULL (`merged_into_id`). Deleting a row needs it to find what
+    refers to the row (`column = ?` implies NOT NULL, so the index serves); a query
+    asking for `column IS NULL` cannot pick it, which a plain index would invite
+    on SQLite, where the planner has no statistics to tell how many rows are NULL."""
+    where = text(f"{column} IS NOT NULL")
+    return Index(f"ix_{table}_{column}", column, sqlite_where=where, postgresql_where=where)
 
 
 def utcnow() -> datetime:

@@ -56,15 +56,9 @@ class Call(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     workspace_id: int = Field(foreign_key="workspace.id", index=True, ondelete="CASCADE")
     ticket_id: int = Field(foreign_key="ticket.id", index=True, ondelete="CASCADE")
-    inbox_id: int | None = Field(
-        index=True, default=None, foreign_key="inbox.id", ondelete="SET NULL"
-    )
-    team_id: int | None = Field(
-        index=True, default=None, foreign_key="team.id", ondelete="SET NULL"
-    )
-    contact_id: int | None = Field(
-        index=True, default=None, foreign_key="contact.id", ondelete="SET NULL"
-    )
+    inbox_id: int | None = Field(default=None, foreign_key="inbox.id", ondelete="SET NULL")
+    team_id: int | None = Field(default=None, foreign_key="team.id", ondelete="SET NULL")
+    contact_id: int | None = Field(default=None, foreign_key="contact.id", ondelete="SET NULL")
     # The agent talking (or being offered the call); None while queued.
     agent_id: int | None = Field(default=None, foreign_key="agent.id", ondelete="SET NULL")
     direction: CallDirection = Field(default=CallDirection.inbound)

@@ -9,11 +9,11 @@ from typing import Any
 from sqlalchemy import UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from app.models.base import created_at_field, json_field, never_reused_ids
+from app.models.base import created_at_field, json_field, never_reused_ids, not_null_index
 
 
 class Contact(SQLModel, table=True):
-    __table_args__ = (never_reused_ids(),)
+    __table_args__ = (not_null_index("contact", "merged_into_id"), never_reused_ids())
 
     id: int | None = Field(default=None, primary_key=True)
     workspace_id: int = Field(foreign_key="workspace.id", index=True, ondelete="CASCADE")
@@ -21,7 +21,7 @@ class Contact(SQLModel, table=True):
     email: str | None = Field(default=None, max_length=254, index=True)
     phone: str | None = Field(default=None, max_length=64)
     custom_fields: dict[str, Any] = json_field()
-    merged_into_id: int | None = Field(index=True, default=None, foreign_key="contact.id")
+    merged_into_id: int | None = Field(default=None, foreign_key="contact.id")
     created_at: datetime = created_at_field()
     updated_at: datetime = created_at_field()
 

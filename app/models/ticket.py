@@ -9,7 +9,13 @@ from typing import Any
 from sqlalchemy import Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from app.models.base import created_at_field, datetime_field, json_field, never_reused_ids
+from app.models.base import (
+    created_at_field,
+    datetime_field,
+    json_field,
+    never_reused_ids,
+    not_null_index,
+)
 
 
 class TicketStatus(StrEnum):
@@ -39,6 +45,7 @@ class Ticket(SQLModel, table=True):
         UniqueConstraint("workspace_id", "number"),
         Index("ix_ticket_ws_updated", "workspace_id", "updated_at", "id"),
         Index("ix_ticket_ws_status", "workspace_id", "status"),
+        not_null_index("ticket", "merged_into_id"),
         never_reused_ids(),
     )
 
@@ -58,14 +65,15 @@ class Ticket(SQLModel, table=True):
     team_id: int | None = Field(
         default=None, foreign_key="team.id", index=True, ondelete="SET NULL"
     )
-    inbox_id: int | None = Field(
-        index=True, default=None, foreign_key="inbox.id", ondelete="SET NULL"
-    )
+    # No index of its own: without statistics SQLite would take it for "this
+    # contact's ticket in this inbox" and read every ticket of the inbox. Deleting an
+    # inbox (rare) scans the tickets instead.
+    inbox_id: int | None = Field(default=None, foreign_key="inbox.id", ondelete="SET NULL")
     tags: list[str] = json_field(list)
     custom_fields: dict[str, Any] = json_field()
     participants: list[str] = json_field(list)
     last_seq: int = Field(default=0)
-    merged_into_id: int | None = Field(index=True, default=None, foreign_key="ticket.id")
+    merged_into_id: int | None = Field(default=None, foreign_key="ticket.id")
     created_at: datetime = created_at_field()
     updated_at: datetime = created_at_field()
     first_response_at: datetime | None = datetime_field()

@@ -143,6 +143,10 @@ def test_every_foreign_key_column_leads_an_index(tmp_path: Path) -> None:
     ticket once scanned three tables per event)."""
     path = tmp_path / "schema.db"
     upgrade(f"sqlite+aiosqlite:///{path}")
+    # Their index would tempt SQLite's planner (no statistics) away from a better one
+    # on a hot query (the contact's tickets, the voice queue's (workspace, state));
+    # deleting an inbox, team or contact scans those tables instead.
+    exempt = {"ticket.inbox_id", "call.contact_id", "call.inbox_id", "call.team_id"}
     missing = []
     with sqlite3.connect(path) as db:
         tables = [
@@ -163,4 +167,5 @@ def test_every_foreign_key_column_leads_an_index(tmp_path: Path) -> None:
                 column = foreign_key[3]
                 if column not in leading and primary[:1] != [column]:
                     missing.append(f"{table}.{column}")
+    missing = [name for name in missing if name not in exempt]
     assert missing == []
