@@ -36,6 +36,7 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -92,16 +93,6 @@ class WriteQueue:
                 return
 
 
-_queues: dict[str, WriteQueue] = {}
-
-
-def _queue_for(database: str) -> WriteQueue:
-    queue = _queues.get(database)
-    if queue is None:
-        queue = _queues[database] = WriteQueue()
-    return queue
-
-
 class TransactionGate:
     """Where the transactions of one database file in this process begin.
 
@@ -156,15 +147,28 @@ class TransactionGate:
                     future.set_result(None)
 
 
-_gates: dict[str, TransactionGate] = {}
+@dataclass
+class _DatabaseFile:
+    """What the connections of this process to one database file share."""
+
+    writes: WriteQueue = field(default_factory=WriteQueue)
+    gate: TransactionGate = field(default_factory=TransactionGate)
+
+
+_files: dict[str, _DatabaseFile] = {}
+
+
+def _file(database: str) -> _DatabaseFile:
+    """The shared state of a database file (the path as given to `inline_creator`)."""
+    found = _files.get(database)
+    if found is None:
+        found = _files[database] = _DatabaseFile()
+    return found
 
 
 def gate_for(database: str) -> TransactionGate:
     """The gate of a database file (the path as given to `inline_creator`)."""
-    gate = _gates.get(database)
-    if gate is None:
-        gate = _gates[database] = TransactionGate()
-    return gate
+    return _file(database).gate
 
 
 class InlineCursor:
@@ -265,8 +269,9 @@ class InlineConnection:
     def __init__(self, conn: sqlite3.Connection, database: str, timeout: float) -> None:
         self._connection: sqlite3.Connection | None = conn
         self._timeout = timeout
-        self._writes = _queue_for(database)
-        self.gate = gate_for(database)
+        shared = _file(database)
+        self._writes = shared.writes
+        self.gate = shared.gate
         self.gate.connections.add(self)
         self._tx = _InlineTx()
         # This connection holds (or is taking) the write lock: ending its transaction

@@ -234,15 +234,24 @@ async def make_widget_inbox(
     **fields: Any,
 ) -> Inbox:
     """A widget inbox of the workspace, answered by `team_id`, embeddable on `origins`."""
+    return await make_inbox(
+        ctx,
+        workspace_id,
+        InboxKind.widget,
+        name=name,
+        team_id=team_id,
+        allowed_origins=origins,
+        **fields,
+    )
+
+
+async def make_inbox(
+    ctx: AppContext, workspace_id: int, kind: InboxKind, *, name: str, **fields: Any
+) -> Inbox:
+    """An inbox of the workspace, created (and committed) as an admin would."""
     async with ctx.uow() as uow:
         inbox = await workspaces.do_create_inbox(
-            uow,
-            Actor.system(workspace_id),
-            kind=InboxKind.widget,
-            name=name,
-            team_id=team_id,
-            allowed_origins=origins,
-            **fields,
+            uow, Actor.system(workspace_id), kind=kind, name=name, **fields
         )
         await uow.commit()
     return inbox

@@ -22,6 +22,7 @@ from app.context import AppContext
 from app.main import create_app
 from app.migrate import check, downgrade, upgrade
 from tests.conftest import SeededWorkspace, make_settings, seed_workspace
+from tests.storage.conftest import sqlite_tables
 
 API = "/api/v1"
 # What the models ask for; test_migrations' drift check holds migration 0004 to it.
@@ -78,13 +79,7 @@ async def fill(client: httpx.AsyncClient, ws: SeededWorkspace) -> dict[str, int]
 def snapshot(path: Path) -> dict[str, Any]:
     """Every row of every table, and the schema apart from the tables' own DDL text."""
     with sqlite3.connect(path) as conn:
-        tables = [
-            name
-            for (name,) in conn.execute(
-                "SELECT name FROM sqlite_master WHERE type = 'table'"
-                " AND name NOT LIKE 'sqlite_%' AND name != 'alembic_version' ORDER BY name"
-            )
-        ]
+        tables = sqlite_tables(conn, skip=("alembic_version",))
         # Sorted in Python: FTS5 keeps part of its index in a table without rowids.
         rows = {t: sorted(conn.execute(f'SELECT * FROM "{t}"'), key=repr) for t in tables}
         schema = {

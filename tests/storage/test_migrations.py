@@ -18,6 +18,7 @@ from sqlmodel import SQLModel
 from app.db import create_engine
 from app.migrate import check, downgrade, upgrade
 from tests.conftest import PG_URL, requires_pg
+from tests.storage.conftest import sqlite_tables
 
 
 @pytest.fixture
@@ -149,14 +150,7 @@ def test_every_foreign_key_column_leads_an_index(tmp_path: Path) -> None:
     exempt = {"ticket.inbox_id", "call.contact_id", "call.inbox_id", "call.team_id"}
     missing = []
     with sqlite3.connect(path) as db:
-        tables = [
-            name
-            for (name,) in db.execute(
-                "SELECT name FROM sqlite_master WHERE type = 'table'"
-                " AND name NOT LIKE 'sqlite_%' AND name NOT LIKE 'fts_%'"
-            )
-        ]
-        for table in tables:
+        for table in sqlite_tables(db, skip=("fts_",)):
             leading = {
                 first[2]
                 for index in db.execute(f"PRAGMA index_list('{table}')")

@@ -17,8 +17,7 @@ from sqlmodel import col, select
 
 from app.context import AppContext
 from app.models import Inbox, InboxKind, MailMessage, Ticket, TicketEvent
-from app.services import workspaces
-from app.services.actors import Actor
+from tests.conftest import make_inbox
 
 
 @dataclass
@@ -118,16 +117,9 @@ def compose(message_id: str, subject: str, body: str | None = None, **headers: s
 async def create_email_inbox(
     ctx: AppContext, workspace_id: int, address: str = "support@demo.localhost", **fields: Any
 ) -> int:
-    async with ctx.uow() as uow:
-        inbox = await workspaces.do_create_inbox(
-            uow,
-            Actor.system(workspace_id),
-            kind=InboxKind.email,
-            name="Demo Support",
-            address=address,
-            **fields,
-        )
-        await uow.commit()
+    inbox = await make_inbox(
+        ctx, workspace_id, InboxKind.email, name="Demo Support", address=address, **fields
+    )
     assert inbox.id is not None
     return inbox.id
 
