@@ -14,7 +14,11 @@ It runs on the connection of the caller's transaction, through SQLAlchemy's own
 DB-API adapter (`AsyncConnection.run_sync`), so PostgreSQL's adapter still opens
 its transaction first and errors still arrive as `sqlalchemy.exc.DBAPIError`
 subclasses (`IntegrityError`, `OperationalError`), which the group commit tells
-apart; a connection that died is invalidated. Bind and result processors run as in
+apart; a connection that died is invalidated. On our inline SQLite driver
+(`app.sqlite_inline`), inside an open transaction, it calls SQLite directly: the
+adapter's greenlet and awaits were a fifth of a one-message chat transaction, and
+there is nothing to await there unless the database is busy, which sends the
+statement back the adapter's way to wait. Bind and result processors run as in
 SQLAlchemy, None included. What it does not do: ORM identity-map updates, the
 engine's `echo` log, `handle_error` hooks, `literal_execute` parameters. Keep it to
 hot statements whose results are plain values.
@@ -22,6 +26,7 @@ hot statements whose results are plain values.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +36,8 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
+
+from app.sqlite_inline import InlineConnection, is_busy
 
 Row = tuple[Any, ...]
 Processor = Callable[[Any], Any] | None
@@ -76,7 +83,7 @@ class Lean:
         without RETURNING); an empty expanding list matches nothing, as in SQL."""
         dialect = connection.dialect
         sql, values = self.render(dialect, params)
-        rows, description = await connection.run_sync(_run, sql, values)
+        rows, description = await _execute(connection, sql, values)
         if not rows:
             return rows
         processors = self._results.get(dialect.name, ())
@@ -177,7 +184,7 @@ class LeanInsert:
         shape = self._shapes.get(key)
         if shape is None:
             shape = self._shape(dialect, len(rows), names)
-        found, _ = await connection.run_sync(_run, shape.sql, _positional(shape, rows))
+        found, _ = await _execute(connection, shape.sql, _positional(shape, rows))
         return sorted(int(row[0]) for row in found)
 
     def _shape(self, dialect: Dialect, count: int, names: tuple[str, ...]) -> _Shape:
@@ -245,16 +252,42 @@ def _positional(shape: _Shape, params: Any) -> list[Any]:
     return values
 
 
+async def _execute(
+    connection: AsyncConnection, sql: str, values: list[Any]
+) -> tuple[list[Row], Any]:
+    sync = connection.sync_connection
+    if sync is not None and sync.in_transaction() and not sync.invalidated:
+        raw = sync.connection.driver_connection
+        if isinstance(raw, InlineConnection):
+            inline = raw.in_transaction_now()
+            if inline is not None:
+                try:
+                    return _run_on(sync, inline.cursor(), sql, values)
+                except exc.OperationalError as error:
+                    busy = error.orig
+                    if not (isinstance(busy, sqlite3.OperationalError) and is_busy(busy)):
+                        raise
+                    # Busy: the statement did nothing; the adapter's path waits for
+                    # the database without blocking the loop.
+    return await connection.run_sync(_run, sql, values)
+
+
 def _run(connection: Connection, sql: str, values: list[Any]) -> tuple[list[Row], Any]:
     """On SQLAlchemy's DB-API adapter, inside its greenlet: the statement in the
     connection's transaction (begun here if the caller had not, as SQLAlchemy's
     own execute would)."""
     if not connection.in_transaction():
         connection.begin()
-    dialect = connection.dialect
     dbapi_connection = connection.connection.dbapi_connection
     assert dbapi_connection is not None
-    cursor = dbapi_connection.cursor()
+    return _run_on(connection, dbapi_connection.cursor(), sql, values)
+
+
+def _run_on(
+    connection: Connection, cursor: Any, sql: str, values: list[Any]
+) -> tuple[list[Row], Any]:
+    dialect = connection.dialect
+    dbapi_connection = connection.connection.dbapi_connection
     parameters = dialect.execute_sequence_format(values)
     # Statement listeners (tracing, tests that count statements) see these
     # statements as they see SQLAlchemy's own, without an execution context. The

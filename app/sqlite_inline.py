@@ -52,7 +52,7 @@ _BACKOFF_MAX = 0.025
 _HOLD_POLL = 0.001
 
 
-def _is_busy(exc: sqlite3.OperationalError) -> bool:
+def is_busy(exc: sqlite3.OperationalError) -> bool:
     code = getattr(exc, "sqlite_errorcode", None)
     if code == SQLITE_BUSY_SNAPSHOT:
         return False
@@ -292,7 +292,7 @@ class InlineConnection:
         try:
             return function(*args)
         except sqlite3.OperationalError as exc:
-            if not _is_busy(exc):
+            if not is_busy(exc):
                 raise
         deadline = time.monotonic() + self._timeout
         backoff = _BACKOFF_START
@@ -308,12 +308,35 @@ class InlineConnection:
             try:
                 result = function(*args)
             except sqlite3.OperationalError as exc:
-                if not _is_busy(exc):
+                if not is_busy(exc):
                     raise
                 continue
             if not was_writing and not conn.in_transaction:
                 self._writes.released()  # it did not keep a transaction: pass the turn on
             return result
+
+    def begin_now(self, sql: str) -> bool:
+        """Run `sql` (a BEGIN) at once if nothing stands in the way: True if it ran,
+        False if it must go the adapter's way (the gate is closed, or the database
+        is busy), which waits without blocking the loop."""
+        conn = self._conn
+        if self.gate.closed:
+            return False
+        try:
+            conn.execute(sql)
+        except sqlite3.OperationalError as exc:
+            if is_busy(exc):
+                return False
+            raise
+        if sql.startswith("BEGIN IMMEDIATE"):
+            self.writer = True
+        return True
+
+    def in_transaction_now(self) -> sqlite3.Connection | None:
+        """The SQLite connection itself while a transaction is open on it: statements
+        inside a transaction need none of the adapter's awaiting."""
+        conn = self._connection
+        return conn if conn is not None and conn.in_transaction else None
 
     def cursor(self) -> InlineCursor:
         # Like aiosqlite's: usable as `async with conn.cursor()` and `await conn.cursor()`.

@@ -157,6 +157,58 @@ async def test_inserted_ids_come_back_in_row_order_and_errors_are_sqlalchemys(
             await events.insert(await uow.session.connection(), [row(200, "c100")])
 
 
+async def _holding_the_write_lock(path: str, seconds: float) -> None:
+    """Another connection holds SQLite's write lock for `seconds`, then lets go."""
+    other = sqlite3.connect(path, timeout=0, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        await asyncio.sleep(seconds)
+        other.execute("COMMIT")
+    finally:
+        other.close()
+
+
+async def _ticks_while(work: asyncio.Future[object]) -> int:
+    """How often the loop ran another task while `work` was pending."""
+    ticks = 0
+    while not work.done():
+        ticks += 1
+        await asyncio.sleep(0.01)
+    return ticks
+
+
+async def test_on_sqlite_a_busy_database_is_awaited_not_blocked_on(ctx: AppContext) -> None:
+    """Inside a transaction, statements skip SQLAlchemy's async adapter and call
+    SQLite at once; BEGIN does too when the database is free. Whenever SQLite is
+    busy, both fall back to the adapter's path, which waits for the lock without
+    holding up the event loop, and the work completes once the lock is free."""
+    ws = await seed_workspace(ctx, "lean")
+    made = await make_tickets(ctx, ws.id, 2)
+    ids = [t.id for t in made]
+    path = ctx.engine.url.database
+    assert path is not None
+    later = utcnow() + timedelta(days=1)
+
+    async def write(read_only: bool) -> None:
+        # A read-only unit begins deferred: its first write meets the lock inside
+        # the transaction, in the statement itself rather than at BEGIN.
+        async with ctx.uow(read_only=read_only) as uow:
+            await _TOUCH.execute(await uow.session.connection(), {"ids": ids, "now": later})
+            await uow.commit()
+
+    for read_only in (False, True):
+        holder = asyncio.create_task(_holding_the_write_lock(path, 0.3))
+        await asyncio.sleep(0.05)
+        writing = asyncio.ensure_future(write(read_only))
+        assert await _ticks_while(writing) >= 10, read_only  # the loop ran on meanwhile
+        await writing
+        assert holder.done()  # it could only finish once the lock was let go
+        later += timedelta(days=1)
+        async with ctx.uow() as uow:
+            fresh = await uow.session.get(Ticket, ids[0])
+            assert fresh is not None and fresh.updated_at == later - timedelta(days=1)
+
+
 def test_chat_batch_lookups_read_through_an_index(sqlite_template: Path) -> None:
     """SQLite without statistics once read every ticket of the workspace for each
     batch of chat messages (the IN list of contacts looked dearer than the
