@@ -28,8 +28,9 @@ import ipaddress
 import logging
 import random
 import secrets
+import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -160,25 +161,58 @@ def new_http_client(timeout: httpx.Timeout = DEFAULT_TIMEOUT) -> httpx.AsyncClie
     )
 
 
-async def private_target_refusal(url: str) -> str | None:
-    """Why `url` must not be called from a production server, or None when it may.
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def is_public_address(address: Address) -> bool:
+    return address.is_global
+
+
+@dataclass(frozen=True)
+class PinnedTarget:
+    """Where a delivery goes: the URL with its host replaced by an address that was
+    checked, and the name the receiver still sees (Host header, TLS server name)."""
+
+    url: str
+    host_header: str
+    server_name: str
+
+
+async def public_target(
+    url: str, *, is_public: Callable[[Address], bool] = is_public_address
+) -> PinnedTarget | str:
+    """`url` pinned to an address of its host, or why it must not be called.
 
     A workspace admin controls webhook URLs and reads response excerpts in the delivery
-    log, so an unguarded worker would let them probe internal services. The check
-    resolves the host and refuses loopback, private, link-local and reserved ranges.
+    log, so an unguarded worker would let them probe internal services. The host is
+    resolved once; every address must be public (not loopback, private, link-local or
+    reserved), and the request then goes to the first of them. Letting the HTTP client
+    resolve the name again would reopen the hole: a name whose records change between
+    the check and the connection (DNS rebinding, a zero TTL) would pass the check with
+    a public address and be called at an internal one.
     """
-    host = httpx.URL(url).host
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL as exc:
+        return f"invalid webhook URL: {exc}"
+    host = parsed.host
     if not host:
         return "webhook URL has no host"
     try:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, None)
+        infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
     except OSError as exc:
         return f"cannot resolve {host}: {exc.strerror or exc}"
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0])
-        if not address.is_global:
+    addresses = [ipaddress.ip_address(info[4][0]) for info in infos]
+    if not addresses:
+        return f"cannot resolve {host}: no address"
+    for address in addresses:
+        if not is_public(address):
             return f"refusing to call non-public address {address} ({host})"
-    return None
+    return PinnedTarget(
+        url=str(parsed.copy_with(host=str(addresses[0]))),
+        host_header=parsed.netloc.decode("ascii"),
+        server_name=parsed.raw_host.decode("ascii"),
+    )
 
 
 async def post_delivery(
@@ -191,13 +225,13 @@ async def post_delivery(
     body: str,
     total_timeout: float = 20.0,
     allow_private: bool = True,
+    is_public: Callable[[Address], bool] = is_public_address,
 ) -> AttemptResult:
-    """POST one signed delivery; never raises for network or receiver errors."""
+    """POST one signed delivery; never raises for network or receiver errors.
+
+    Unless `allow_private`, only to public addresses (`is_public`), pinned to the
+    one that was checked (`public_target`)."""
     raw = body.encode()
-    if not allow_private:
-        refusal = await private_target_refusal(url)
-        if refusal is not None:
-            return AttemptResult(False, None, refusal, 0, "")
     headers = {
         "Content-Type": "application/json",
         "User-Agent": USER_AGENT,
@@ -205,13 +239,24 @@ async def post_delivery(
         DELIVERY_HEADER: delivery_id,
         EVENT_HEADER: event,
     }
+    extensions: dict[str, Any] = {}
+    if not allow_private:
+        target = await public_target(url, is_public=is_public)
+        if isinstance(target, str):
+            return AttemptResult(False, None, target, 0, "")
+        url = target.url
+        headers["Host"] = target.host_header
+        # The certificate is still checked against the name, not the address.
+        extensions["sni_hostname"] = target.server_name
     started = time.perf_counter()
     status: int | None = None
     excerpt = ""
     error: str | None = None
     try:
         async with asyncio.timeout(total_timeout):
-            async with client.stream("POST", url, content=raw, headers=headers) as response:
+            async with client.stream(
+                "POST", url, content=raw, headers=headers, extensions=extensions
+            ) as response:
                 status = response.status_code
                 received = bytearray()
                 async for chunk in response.aiter_bytes():

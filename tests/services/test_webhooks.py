@@ -472,10 +472,63 @@ async def test_two_workers_never_send_the_same_delivery(
 
 
 async def test_production_refuses_webhooks_to_private_addresses() -> None:
-    from app.services.webhooks import private_target_refusal
+    from app.services.webhooks import PinnedTarget, public_target
 
-    assert await private_target_refusal("http://127.0.0.1:9/hook") is not None
-    assert await private_target_refusal("http://169.254.169.254/latest") is not None
-    assert await private_target_refusal("http://10.1.2.3/") is not None
-    assert await private_target_refusal("http://[::1]:8080/") is not None
-    assert await private_target_refusal("http://8.8.8.8/hook") is None
+    assert isinstance(await public_target("http://127.0.0.1:9/hook"), str)
+    assert isinstance(await public_target("http://169.254.169.254/latest"), str)
+    assert isinstance(await public_target("http://10.1.2.3/"), str)
+    assert isinstance(await public_target("http://[::1]:8080/"), str)
+    assert await public_target("http://8.8.8.8/hook") == PinnedTarget(
+        url="http://8.8.8.8/hook", host_header="8.8.8.8", server_name="8.8.8.8"
+    )
+
+
+async def test_a_receiver_name_is_resolved_once_and_called_at_the_checked_address(
+    receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DNS rebinding: a name that resolves to a public address for the check and to an
+    internal one a moment later (a zero TTL) must never be called at the internal
+    one. The worker connects to the address it checked and still names the host.
+    Here loopback stands in for a public address and 10.0.0.0/8 for the internal
+    network; the receiver listens on loopback."""
+    loop = asyncio.get_running_loop()
+    system_resolver = loop.getaddrinfo
+    answers = iter(["127.0.0.1", "10.0.0.7", "10.0.0.7"])
+    port = httpx.URL(receiver.url).port
+
+    async def rebinding(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if host == "hooks.example":
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (next(answers), 0))]
+        return await system_resolver(host, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "getaddrinfo", rebinding)
+    async with webhooks.new_http_client() as client:
+        result = await webhooks.post_delivery(
+            client,
+            url=f"http://hooks.example:{port}/rebound",
+            secret="s" * 32,
+            delivery_id="d-1",
+            event="ping",
+            body="{}",
+            total_timeout=5.0,
+            allow_private=False,
+            is_public=lambda address: address.is_loopback or address.is_global,
+        )
+    assert result.ok, result.error
+    (received,) = receiver.on("/rebound")
+    assert received.headers["host"] == f"hooks.example:{port}"
+
+    # The same name now resolving to the internal address is refused outright.
+    async with webhooks.new_http_client() as client:
+        refused = await webhooks.post_delivery(
+            client,
+            url=f"http://hooks.example:{port}/rebound",
+            secret="s" * 32,
+            delivery_id="d-2",
+            event="ping",
+            body="{}",
+            allow_private=False,
+            is_public=lambda address: address.is_loopback or address.is_global,
+        )
+    assert not refused.ok and "10.0.0.7" in (refused.error or "")
+    assert len(receiver.on("/rebound")) == 1
