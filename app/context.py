@@ -36,7 +36,7 @@ class AppContext:
         self.sessions: SessionFactory = session_factory(self.engine)
         # Same engine and pool; on SQLite its transactions do not take the write lock.
         self.read_sessions: SessionFactory = read_session_factory(self.engine)
-        self.bus: EventBus = bus or create_bus(settings.redis_url)
+        self.bus: EventBus = bus or create_bus(settings.redis_url, settings.redis_namespace)
         self.services: list[Service] = []
         self.extras: dict[str, Any] = {}
         self._tasks: set[asyncio.Task[Any]] = set()

@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     database_url: str = "sqlite+aiosqlite:///./var/helpdesk.db"
     secret_key: str = ""
     redis_url: str | None = None
+    # Part of every Redis channel name (app/bus/redis.py); default: the URL's database.
+    redis_namespace: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     data_dir: Path = Path("./var/data")
     public_url: str = "http://127.0.0.1:8000"
     http_host: str = "127.0.0.1"

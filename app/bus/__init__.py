@@ -6,11 +6,11 @@ from app.bus.base import EventBus, Subscription, SubscriptionOverflow
 from app.bus.memory import MemoryBus
 
 
-def create_bus(redis_url: str | None) -> EventBus:
+def create_bus(redis_url: str | None, redis_namespace: str | None = None) -> EventBus:
     if redis_url:
         from app.bus.redis import RedisBus
 
-        return RedisBus(redis_url)
+        return RedisBus(redis_url, redis_namespace)
     return MemoryBus()
 
 

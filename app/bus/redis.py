@@ -3,6 +3,14 @@
 Each process keeps one pub/sub connection and subscribes a Redis channel only
 while a local subscriber wants that topic; delivery to local subscribers goes
 through the same bounded hub as the memory bus.
+
+Redis pub/sub ignores the database number: a PUBLISH reaches every subscriber of
+the channel on the server, whatever database its connection selected. Two
+installations on one Redis (production and staging, say, on databases 0 and 1)
+would hear each other's topics, and topics are named by ids ("ticket:5"), so one
+installation's consoles would be shown another's ticket events. Channel names
+therefore carry a namespace: the database number of the URL unless the settings
+give one (`HELPDESK_REDIS_NAMESPACE`), for installations that share a database.
 """
 
 from __future__ import annotations
@@ -30,16 +38,19 @@ class _RedisHub(LocalHub):
         self._bus = bus
 
     async def on_first(self, topic: str) -> None:
-        await self._bus._subscribe_confirmed(PREFIX + topic)
+        await self._bus._subscribe_confirmed(self._bus.prefix + topic)
 
     async def on_last(self, topic: str) -> None:
-        await self._bus._pubsub.unsubscribe(PREFIX + topic)
+        await self._bus._pubsub.unsubscribe(self._bus.prefix + topic)
 
 
 class RedisBus:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, namespace: str | None = None) -> None:
         self._url = url
         self._redis: aioredis.Redis = aioredis.from_url(url)
+        if namespace is None:
+            namespace = f"db{self._redis.connection_pool.connection_kwargs.get('db', 0)}"
+        self.prefix = f"{PREFIX}{namespace}:"
         self._pubsub: Any = self._redis.pubsub(ignore_subscribe_messages=True)
         self._hub = _RedisHub(self)
         self._reader: asyncio.Task[None] | None = None
@@ -48,7 +59,7 @@ class RedisBus:
     async def start(self) -> None:
         await self._redis.ping()
         # A pub/sub connection must exist before the reader can block on it.
-        await self._pubsub.subscribe(PREFIX + "__control__")
+        await self._pubsub.subscribe(self.prefix + "__control__")
         self._reader = asyncio.create_task(self._read(), name="redis-bus-reader")
 
     async def stop(self) -> None:
@@ -78,7 +89,7 @@ class RedisBus:
             self._pongs.pop(token, None)
 
     async def publish(self, topic: str, message: Message) -> None:
-        await self._redis.publish(PREFIX + topic, json.dumps(message, separators=(",", ":")))
+        await self._redis.publish(self.prefix + topic, json.dumps(message, separators=(",", ":")))
 
     async def subscribe(self, topics: Iterable[str], maxsize: int = 1000) -> Subscription:
         return await self._hub.subscribe(topics, maxsize)
@@ -105,11 +116,11 @@ class RedisBus:
             if raw.get("type") != "message":
                 continue
             channel = raw["channel"].decode()
-            if not channel.startswith(PREFIX):
+            if not channel.startswith(self.prefix):
                 continue
             try:
                 message = json.loads(raw["data"])
             except ValueError:
                 log.warning("dropping non-JSON bus message on %s", channel)
                 continue
-            self._hub.dispatch(channel[len(PREFIX) :], message)
+            self._hub.dispatch(channel[len(self.prefix) :], message)

@@ -175,3 +175,39 @@ async def test_on_ready_announces_every_arrival_without_a_waiting_reader(
     with pytest.raises(SubscriptionOverflow):
         sub.get_nowait()
     await sub.close()
+
+
+async def test_installations_sharing_a_redis_server_never_hear_each_other(
+    topic: Callable[[str], str],
+) -> None:
+    """Redis pub/sub ignores the database number; topics are named by ids, so without
+    a namespace one installation's consoles would be shown another's ticket events.
+    Buses hear each other only with the same database and namespace."""
+    if not REDIS_URL:
+        pytest.skip("HELPDESK_TEST_REDIS_URL is not set")
+    from redis.asyncio.connection import parse_url
+
+    from app.bus.redis import RedisBus
+
+    db = int(parse_url(REDIS_URL).get("db", 0))
+    base = REDIS_URL.rsplit("/", 1)[0] if REDIS_URL.count("/") > 2 else REDIS_URL
+    other_db = f"{base}/{(db + 1) % 16}"
+    listener = RedisBus(REDIS_URL)
+    same = RedisBus(REDIS_URL)
+    strangers = [RedisBus(other_db), RedisBus(REDIS_URL, namespace="staging")]
+    buses = [listener, same, *strangers]
+    for bus in buses:
+        await bus.start()
+    try:
+        sub = await listener.subscribe([topic("ticket:5")])
+        for n, stranger in enumerate(strangers):
+            await stranger.publish(topic("ticket:5"), {"from": f"stranger {n}"})
+        # Published after the strangers' (each awaited): it arrives after anything
+        # of theirs would have.
+        await same.publish(topic("ticket:5"), {"from": "same installation"})
+        assert await asyncio.wait_for(sub.get(), 5) == {"from": "same installation"}
+        assert sub.get_nowait() is None
+        await sub.close()
+    finally:
+        for bus in buses:
+            await bus.stop()
