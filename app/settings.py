@@ -12,6 +12,8 @@ from typing import Any
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.services.ice import STUN_SCHEMES, TURN_SCHEMES, IceServers, is_turn
+
 DEFAULT_DEV_SECRET = "dev-insecure-secret"
 
 # HELPDESK_SQLITE_WAL_LIMIT_BYTES; also what `app.db.create_engine` uses when not told.
@@ -58,7 +60,11 @@ class Settings(BaseSettings):
     # Inbound mails up to this size keep their original bytes in their database row
     # (no file per mail); bigger ones go to DATA_DIR. 0: every source is a file.
     email_inline_raw_bytes: int = Field(default=256 * 1024, ge=0)
+    # Comma-separated stun:/turn: URLs for WebRTC peers (app/services/ice.py); TURN
+    # needs the secret shared with the TURN server (coturn's static-auth-secret).
     ice_servers: str = ""
+    turn_secret: str = ""
+    turn_credential_ttl_seconds: int = Field(default=24 * 3600, ge=2 * 3600, le=7 * 24 * 3600)
     log_format: str = "text"
     log_level: str = "INFO"
     max_body_bytes: int = Field(default=1024 * 1024, gt=0)
@@ -124,6 +130,25 @@ class Settings(BaseSettings):
                 raise ValueError("must be user:password pairs separated by commas")
         return value
 
+    @field_validator("ice_servers")
+    @classmethod
+    def _ice_urls(cls, value: str) -> str:
+        for url in filter(None, (u.strip() for u in value.split(","))):
+            if not url.lower().startswith((*STUN_SCHEMES, *TURN_SCHEMES)):
+                raise ValueError(
+                    f"{url!r}: each URL must start with stun:, stuns:, turn: or turns:"
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _turn_needs_a_secret(self) -> Settings:
+        if not self.turn_secret and any(is_turn(url) for url in self.ice.urls):
+            raise ValueError(
+                "HELPDESK_ICE_SERVERS lists a TURN server but HELPDESK_TURN_SECRET is not set:"
+                " browsers refuse TURN servers without credentials"
+            )
+        return self
+
     @model_validator(mode="after")
     def _smtp_tls_and_auth(self) -> Settings:
         if (self.smtp_tls_cert is None) != (self.smtp_tls_key is None):
@@ -185,9 +210,9 @@ class Settings(BaseSettings):
         return key.encode()
 
     @property
-    def ice_server_list(self) -> list[dict[str, Any]]:
-        """``HELPDESK_ICE_SERVERS`` is a comma-separated list of stun:/turn: URLs."""
-        return [{"urls": url.strip()} for url in self.ice_servers.split(",") if url.strip()]
+    def ice(self) -> IceServers:
+        urls = tuple(url.strip() for url in self.ice_servers.split(",") if url.strip())
+        return IceServers(urls, self.turn_secret, self.turn_credential_ttl_seconds)
 
 
 def _is_loopback(host: str) -> bool:

@@ -85,8 +85,8 @@
       show(t("denied"));
       return null;
     }
-    // STUN/TURN servers (HELPDESK_ICE_SERVERS) come with /widget/config, fetched before the widget shows.
-    pc = new RTCPeerConnection({ iceServers: X.config().ice_servers || [] });
+    // STUN/TURN servers (HELPDESK_ICE_SERVERS) come with /widget/config, refreshed when old.
+    pc = new RTCPeerConnection({ iceServers: (await X.config()).ice_servers || [] });
     mic.getTracks().forEach((tr) => pc.addTrack(tr, mic));
     pc.ontrack = (e) => { audio.srcObject = e.streams[0] || new MediaStream([e.track]); };
     pc.onconnectionstatechange = () => pc && pc.connectionState === "failed" && (show(t("failed")), done(true));

@@ -661,7 +661,7 @@
   const api = {
     version: "1",
     // For widget/call.js, appended to this bundle; not a public API.
-    _ext: { send, h, icon, root, panel, closeBtn, log, lang: LANG, frames: extFrames, open, config: () => cfg },
+    _ext: { send, h, icon, root, panel, closeBtn, log, lang: LANG, frames: extFrames, open, config: freshCfg },
     open,
     close,
     toggle: () => (isOpen ? close() : open()),
@@ -677,11 +677,22 @@
   };
   W.Helpdesk = api;
 
+  let cfgAt = 0;
+  async function getCfg() {
+    const r = await fetch(ORIGIN + "/widget/config" + Q + "&locale=" + LANG, { credentials: "omit" });
+    if (r.ok) Object.assign(cfg, await r.json()), (cfgAt = Date.now());
+    return r;
+  }
+  // TURN credentials in the config last at least two hours: refresh hourly, before a call.
+  async function freshCfg() {
+    if (Date.now() - cfgAt > 36e5) await getCfg().catch(() => 0);
+    return cfg;
+  }
+
   async function boot() {
     try {
-      const r = await fetch(ORIGIN + "/widget/config" + Q + "&locale=" + LANG, { credentials: "omit" });
-      if (r.ok) Object.assign(cfg, await r.json());
-      else if (r.status === 403 || r.status === 404) fatal = t("blocked");
+      const r = await getCfg();
+      if (!r.ok && (r.status === 403 || r.status === 404)) fatal = t("blocked");
     } catch { /* network: run with defaults; the socket will retry */ }
     theme();
     (D.body || D.documentElement).append(host);

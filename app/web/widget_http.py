@@ -123,7 +123,7 @@ async def config(request: Request) -> Response:
         locale=widget.pick_locale(request.query_params.get("locale")),
         available=available,
         max_upload_bytes=ctx.settings.max_upload_bytes,
-        ice_servers=ctx.settings.ice_server_list,
+        ice_servers=ctx.settings.ice.for_peer(f"w{inbox.workspace_id}-inbox{inbox.id}"),
     )
     return JSONResponse(body, headers=headers)
 

@@ -68,7 +68,10 @@ class CallController:
         hold = HoldAudio.from_file(settings.voice_hold_audio) if settings.voice_hold_audio else None
         from aiortc import RTCIceServer
 
-        servers = [RTCIceServer(urls=s["urls"]) for s in settings.ice_server_list]
+        # STUN only: the server's own candidates must be reachable anyway, and a TURN
+        # allocation per leg would delay every answer (no trickle ICE) for nothing.
+        # The browsers get the TURN servers, which is where NATs are.
+        servers = [RTCIceServer(urls=url) for url in settings.ice.stun_urls]
         self.engine = MediaEngine(ice_servers=servers, hold=hold)
         self.live: dict[int, LiveCall] = {}
         self._kick = asyncio.Event()

@@ -1,4 +1,5 @@
-"""The widget's call uses the STUN/TURN servers of HELPDESK_ICE_SERVERS (from its config)."""
+"""The widget's call uses the STUN/TURN servers of HELPDESK_ICE_SERVERS (from its config),
+with TURN credentials that Chromium accepts."""
 
 from __future__ import annotations
 
@@ -15,11 +16,13 @@ from tests.conftest import LiveServer
 W = "#helpdesk-widget"
 SERVERS = [{"urls": "stun:stun.example.org:3478"}, {"urls": "turn:turn.example.org:3478"}]
 
-# Record how the widget configures its peer connection, then stop: no call is placed.
+# Record how the widget configures its peer connection once Chromium has accepted it
+# (it throws for a TURN server without credentials), then stop: no call is placed.
 CAPTURE = """
 window.__rtcConfigs = [];
 window.RTCPeerConnection = class extends RTCPeerConnection {
   constructor(config) {
+    super(config);
     window.__rtcConfigs.push(config);
     throw new Error("captured");
   }
@@ -29,7 +32,11 @@ window.RTCPeerConnection = class extends RTCPeerConnection {
 
 @pytest.fixture
 def settings_overrides(settings_overrides: dict[str, Any]) -> dict[str, Any]:
-    return {**settings_overrides, "ice_servers": ",".join(s["urls"] for s in SERVERS)}
+    return {
+        **settings_overrides,
+        "ice_servers": ",".join(s["urls"] for s in SERVERS),
+        "turn_secret": "shared-with-the-turn-server",
+    }
 
 
 async def test_the_widget_calls_through_the_configured_ice_servers(
@@ -48,4 +55,8 @@ async def test_the_widget_calls_through_the_configured_ice_servers(
     await page.locator(f"{W} button[aria-label='Call us']").click()
     await page.wait_for_function("() => window.__rtcConfigs.length > 0")
     configs = await page.evaluate("() => window.__rtcConfigs")
-    assert configs == [{"iceServers": SERVERS}]
+    ((stun, turn),) = [config["iceServers"] for config in configs]
+    assert stun == SERVERS[0]
+    assert turn["urls"] == SERVERS[1]["urls"]
+    assert turn["username"].endswith(f":w{widget_inbox.workspace_id}-inbox{widget_inbox.id}")
+    assert turn["credential"]

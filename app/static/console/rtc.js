@@ -4,9 +4,24 @@
 // one full SDP (docs/voice-protocol.md). The leg sends the microphone and plays what
 // the server sends; everything after that (hold audio, the customer, a whisper) is a
 // source switch on the server, so a leg is never renegotiated.
-import { boot } from "./util.js";
+import { api, boot } from "./util.js";
 
 const GATHER_MS = 3000;
+// TURN credentials last at least two hours (HELPDESK_TURN_CREDENTIAL_TTL_SECONDS);
+// a console open for longer fetches fresh ones before its next call.
+const ICE_FRESH_MS = 3600e3;
+let ice = { servers: boot.ice_servers || [], at: Date.now() };
+
+async function iceServers() {
+  if (Date.now() - ice.at > ICE_FRESH_MS) {
+    try {
+      ice = { servers: (await api("GET", "/console/api/ice")).ice_servers, at: Date.now() };
+    } catch {
+      // Keep the ones we have: STUN still works, and the call may not need TURN.
+    }
+  }
+  return ice.servers;
+}
 
 export class MicError extends Error {}
 
@@ -17,7 +32,7 @@ export async function openLeg({ micEnabled = true } = {}) {
   } catch (err) {
     throw new MicError(err && err.message ? err.message : "microphone unavailable");
   }
-  const pc = new RTCPeerConnection({ iceServers: boot.ice_servers || [] });
+  const pc = new RTCPeerConnection({ iceServers: await iceServers() });
   for (const track of mic.getAudioTracks()) {
     track.enabled = micEnabled;
     pc.addTrack(track, mic);

@@ -85,6 +85,11 @@ class Visit:
         return render(self.request, template, self.locale, status, visit=self, **context)
 
 
+def ice_for_agent(visit: Visit) -> list[dict[str, str]]:
+    """The STUN/TURN servers for this agent's call legs, TURN credentials fresh."""
+    return visit.settings.ice.for_peer(f"w{visit.actor.workspace_id}-agent{visit.actor.id}")
+
+
 def render(
     request: Request, template: str, locale: str, status: int = 200, **context: Any
 ) -> HTMLResponse:
@@ -106,8 +111,9 @@ def render(
             "team_ids": sorted(visit.actor.team_ids),
             "capacity": visit.agent.capacity,
         }
-        # The call UI's RTCPeerConnection uses the same STUN/TURN servers as the server.
-        boot["ice_servers"] = visit.settings.ice_server_list
+        # The call UI's STUN/TURN servers; /console/api/ice gives fresh TURN credentials
+        # to a console that has been open for long.
+        boot["ice_servers"] = ice_for_agent(visit)
     html = env.get_template(template).render(
         request=request,
         t=t,

@@ -23,7 +23,7 @@ from app.services.attachments import (
     storage_path,
 )
 from app.services.errors import Invalid, NotFound
-from app.web.console.base import Visit, console_route, json_body
+from app.web.console.base import Visit, console_route, ice_for_agent, json_body
 
 MAX_UPLOADS = 10
 
@@ -70,6 +70,14 @@ async def inbox_data(visit: Visit) -> Response:
     )
     rows = await console_views.inbox_rows(visit.uow.session, visit.actor, query)
     return JSONResponse({"items": rows})
+
+
+@console_route("/console/api/ice")
+async def ice_servers(visit: Visit) -> Response:
+    # TURN credentials expire; a console open for longer asks again before a call.
+    return JSONResponse(
+        {"ice_servers": ice_for_agent(visit)}, headers={"Cache-Control": "no-store"}
+    )
 
 
 @console_route("/console/api/canned")
@@ -174,6 +182,7 @@ async def download(visit: Visit) -> Response:
 
 routes = [
     inbox_data,
+    ice_servers,
     canned_list,
     merge,
     supervisor_data,
