@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, bindparam, exists, func, or_, text, update
+from sqlalchemy import ColumnElement, and_, bindparam, case, exists, func, or_, text, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -516,6 +516,17 @@ SORTS: dict[str, tuple[Any, bool]] = {
     "-priority": (Ticket.priority, True),
 }
 
+# Priorities are stored as their names; sorted as text they would come out high,
+# low, normal, urgent. Sorting and cursors use this rank instead.
+PRIORITY_RANK = {p: rank for rank, p in enumerate(Priority)}
+_PRIORITY_ORDER = case(
+    {p.value: rank for p, rank in PRIORITY_RANK.items()}, value=col(Ticket.priority), else_=-1
+)
+
+
+def _sort_expression(column: Any) -> Any:
+    return _PRIORITY_ORDER if column.key == "priority" else col(column)
+
 
 @dataclass
 class TicketFilter:
@@ -604,7 +615,7 @@ async def list_tickets(
         if not _is_db_int(last_id):
             raise Invalid("cursor is not valid")
         value = _cursor_value(column, raw_value)
-        cmp_col = col(column)
+        cmp_col = _sort_expression(column)
         if descending:
             stmt = stmt.where(
                 or_(cmp_col < value, and_(cmp_col == value, col(Ticket.id) < last_id))
@@ -613,11 +624,8 @@ async def list_tickets(
             stmt = stmt.where(
                 or_(cmp_col > value, and_(cmp_col == value, col(Ticket.id) > last_id))
             )
-    order = (
-        [col(column).desc(), col(Ticket.id).desc()]
-        if descending
-        else [col(column).asc(), col(Ticket.id).asc()]
-    )
+    key = _sort_expression(column)
+    order = [key.desc(), col(Ticket.id).desc()] if descending else [key.asc(), col(Ticket.id).asc()]
     stmt = stmt.order_by(*order).limit(limit + 1)
     rows = list((await session.exec(stmt)).all())
     next_cursor = None
@@ -645,7 +653,7 @@ def _cursor_value(column: Any, raw: Any) -> Any:
         return raw
     if column.key == "priority":
         try:
-            return Priority(raw)
+            return PRIORITY_RANK[Priority(raw)]
         except ValueError:
             raise Invalid("cursor is not valid") from None
     return raw

@@ -112,6 +112,35 @@ async def test_list_pages_with_a_cursor(
     assert seen == [1, 2, 3, 4, 5]
 
 
+async def test_priority_sorts_by_urgency_across_pages(
+    client: httpx.AsyncClient, workspace: SeededWorkspace
+) -> None:
+    """Not alphabetically (the names are stored as text): low < normal < high < urgent,
+    newest first among equals, and a cursor continues in the same order."""
+    auth = workspace.auth()
+    made = []
+    for priority in ["high", "low", "urgent", "normal", "high", "low", "urgent"]:
+        r = await client.post(
+            "/api/v1/tickets", headers=auth, json={"subject": priority, "priority": priority}
+        )
+        made.append((priority, r.json()["id"]))
+    rank = {"low": 0, "normal": 1, "high": 2, "urgent": 3}
+    for sort, descending in (("priority", False), ("-priority", True)):
+        seen: list[tuple[str, int]] = []
+        cursor = None
+        while True:
+            params: dict[str, str | int] = {"limit": 2, "sort": sort}
+            if cursor:
+                params["cursor"] = cursor
+            page = (await client.get("/api/v1/tickets", headers=auth, params=params)).json()
+            seen += [(t["priority"], t["id"]) for t in page["items"]]
+            cursor = page["next_cursor"]
+            if not cursor:
+                break
+        expected = sorted(made, key=lambda m: (rank[m[0]], m[1]), reverse=descending)
+        assert seen == expected, sort
+
+
 async def test_errors_have_one_shape(client: httpx.AsyncClient, workspace: SeededWorkspace) -> None:
     unauth = await client.get("/api/v1/tickets")
     assert unauth.status_code == 401
