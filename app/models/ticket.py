@@ -45,6 +45,10 @@ class Ticket(SQLModel, table=True):
         UniqueConstraint("workspace_id", "number"),
         Index("ix_ticket_ws_updated", "workspace_id", "updated_at", "id"),
         Index("ix_ticket_ws_status", "workspace_id", "status"),
+        Index("ix_ticket_ws_created", "workspace_id", "created_at", "id"),
+        # An agent's (or nobody's) tickets in some statuses: the console's "mine" and
+        # "unassigned" views. Also serves the foreign key.
+        Index("ix_ticket_assignee_status", "assignee_id", "status"),
         not_null_index("ticket", "merged_into_id"),
         never_reused_ids(),
     )
@@ -59,9 +63,7 @@ class Ticket(SQLModel, table=True):
     contact_id: int | None = Field(
         default=None, foreign_key="contact.id", index=True, ondelete="SET NULL"
     )
-    assignee_id: int | None = Field(
-        default=None, foreign_key="agent.id", index=True, ondelete="SET NULL"
-    )
+    assignee_id: int | None = Field(default=None, foreign_key="agent.id", ondelete="SET NULL")
     team_id: int | None = Field(
         default=None, foreign_key="team.id", index=True, ondelete="SET NULL"
     )

@@ -33,11 +33,15 @@ class DeliveryStatus(StrEnum):
 
 class WebhookDelivery(SQLModel, table=True):
     __tablename__ = "webhook_delivery"
-    __table_args__ = (Index("ix_webhook_delivery_due", "status", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_webhook_delivery_due", "status", "next_attempt_at"),
+        # A webhook's delivery log, newest first; also serves the foreign key.
+        Index("ix_webhook_delivery_webhook_created", "webhook_id", "created_at", "id"),
+    )
 
     id: str = Field(primary_key=True, max_length=36)
     workspace_id: int = Field(foreign_key="workspace.id", index=True, ondelete="CASCADE")
-    webhook_id: int = Field(foreign_key="webhook.id", index=True, ondelete="CASCADE")
+    webhook_id: int = Field(foreign_key="webhook.id", ondelete="CASCADE")
     event: str = Field(max_length=64)
     body: str
     status: DeliveryStatus = Field(default=DeliveryStatus.pending)

@@ -30,6 +30,7 @@ from app.models import (
 from app.models.base import utcnow
 from app.services.actors import Actor
 from app.services.errors import Invalid
+from app.services.sql_dialect import without_index
 from app.services.tickets import tag_clause, ticket_public, visibility_clause
 from app.services.workspaces import team_ids_by_agent
 
@@ -75,8 +76,12 @@ async def inbox_rows(
     session: AsyncSession, actor: Actor, query: InboxQuery
 ) -> list[dict[str, Any]]:
     check_query(query)
+    # An agent's own or the unassigned tickets in given statuses are few: the
+    # (assignee_id, status) index must drive, not the workspace's (`without_index`).
+    narrow = query.view in ("mine", "unassigned") and bool(query.status)
+    workspace = without_index(session, col(Ticket.workspace_id)) if narrow else Ticket.workspace_id
     stmt = select(Ticket).where(
-        Ticket.workspace_id == actor.workspace_id, col(Ticket.merged_into_id).is_(None)
+        workspace == actor.workspace_id, col(Ticket.merged_into_id).is_(None)
     )
     clause = visibility_clause(actor)
     if clause is not None:
@@ -340,7 +345,8 @@ async def contact_context(
     contact = await get_contact(session, actor.workspace_id, contact_id)
     public = contact_public(contact, await identities_of(session, contact_id))
     stmt = select(Ticket).where(
-        Ticket.workspace_id == actor.workspace_id, Ticket.contact_id == contact_id
+        without_index(session, col(Ticket.workspace_id)) == actor.workspace_id,
+        Ticket.contact_id == contact_id,
     )
     clause = visibility_clause(actor)
     if clause is not None:
