@@ -19,8 +19,8 @@ def test_on_sqlite_the_match_drives_the_search_not_the_workspace(
 ) -> None:
     """SQLite once walked every ticket and event of the workspace and asked the FTS
     table about each, so a search took time in proportion to the workspace's whole
-    history. The plan must start from the full-text match and fetch each matching
-    row by its id."""
+    history. The plan must start from the full-text match, newest first, and fetch
+    each matching row by its id."""
     actor = Actor.contact(1, 1, "Jane") if customer else None
     statement = _sqlite_docs(1, fts5_query("parcel late") or "", actor)
     compiled = statement.compile(dialect=sqlite_dialect.dialect())
@@ -32,9 +32,13 @@ def test_on_sqlite_the_match_drives_the_search_not_the_workspace(
     finally:
         db.close()
     scans = [step for step in plan if step.startswith(("SCAN", "SEARCH"))]
+    # FTS5 reports ORDER BY rowid DESC consumed as idxNum 192: newest match first, no sort.
     assert scans == [
-        "SCAN fts_ticket VIRTUAL TABLE INDEX 0:M1",
+        "SCAN fts_ticket VIRTUAL TABLE INDEX 192:M1",
         "SEARCH ticket USING INTEGER PRIMARY KEY (rowid=?)",
-        "SCAN fts_ticket_event VIRTUAL TABLE INDEX 0:M1",
+        "SCAN subjects",
+        "SCAN fts_ticket_event VIRTUAL TABLE INDEX 192:M1",
         "SEARCH ticket_event USING INTEGER PRIMARY KEY (rowid=?)",
+        "SCAN events",
     ], plan
+    assert not any("TEMP B-TREE" in step for step in plan), plan

@@ -20,7 +20,8 @@ router = APIRouter(tags=["search"], responses=COMMON_ERRORS)
     response_model=SearchResults,
     summary="Search tickets and contacts",
     description="Tickets match on subject and timeline text (only tickets you may see); "
-    "contacts on name and email. Use the list endpoints with `q` to page further.",
+    "contacts on name and email. Use the list endpoints with `q` to page further. "
+    "A query matching more than 5 000 subjects or messages ranks the newest 5 000 of each.",
 )
 async def search(
     actor: CurrentActor,
