@@ -76,9 +76,11 @@ async def inbox_rows(
     session: AsyncSession, actor: Actor, query: InboxQuery
 ) -> list[dict[str, Any]]:
     check_query(query)
-    # An agent's own or the unassigned tickets in given statuses are few: the
-    # (assignee_id, status) index must drive, not the workspace's (`without_index`).
-    narrow = query.view in ("mine", "unassigned") and bool(query.status)
+    # An agent's own or the unassigned tickets in given statuses, or a search's
+    # matches, are few: they must drive, not the workspace's index (`without_index`).
+    narrow = (query.view in ("mine", "unassigned") and bool(query.status)) or bool(
+        query.q and query.q.strip()
+    )
     workspace = without_index(session, col(Ticket.workspace_id)) if narrow else Ticket.workspace_id
     stmt = select(Ticket).where(
         workspace == actor.workspace_id, col(Ticket.merged_into_id).is_(None)
@@ -107,10 +109,9 @@ async def inbox_rows(
     if query.ticket_ids is not None:
         stmt = stmt.where(col(Ticket.id).in_(query.ticket_ids[:MAX_ROWS]))
     if query.q and query.q.strip():
-        from app.services.search import matching_ticket_ids
+        from app.services.search import matching_tickets
 
-        ids = await matching_ticket_ids(session, actor.workspace_id, query.q.strip(), limit=1000)
-        stmt = stmt.where(col(Ticket.id).in_(ids))
+        stmt = stmt.where(matching_tickets(session, actor.workspace_id, query.q.strip()))
     if query.sort == "sla":
         stmt = stmt.order_by(
             col(Ticket.due_at).is_(None), col(Ticket.due_at).asc(), col(Ticket.id).asc()

@@ -24,6 +24,7 @@ from sqlalchemy import (
     Select,
     cast,
     column,
+    false,
     func,
     literal,
     literal_column,
@@ -331,11 +332,25 @@ async def search_tickets(
     return hits
 
 
-async def matching_ticket_ids(
-    session: AsyncSession, workspace_id: int, q: str, *, limit: int = 1000
-) -> list[int]:
-    """Ids of the best-matching tickets of the workspace (a filter for ticket lists)."""
-    hits = await search_tickets(
-        session, workspace_id, q, limit=min(limit, MAX_LIMIT), snippets=False
-    )
-    return [hit.ticket_id for hit in hits]
+def matching_tickets(session: AsyncSession, workspace_id: int, q: str) -> ColumnElement[bool]:
+    """A filter for ticket lists: the ticket has a match of ``q`` among the
+    workspace's newest candidates, the same ones a search ranks.
+
+    A subquery rather than a list of the best-ranked ids, so the list's other
+    filters and its order apply to every match: cutting to the best 1 000 first
+    lost the matching tickets ranked below them (an open ticket behind a thousand
+    closed ones)."""
+    q = clean_query(q)
+    dialect = dialect_of(session)
+    docs: Select[Any]
+    if dialect == "sqlite":
+        match = fts5_query(q)
+        if match is None:
+            return false()
+        docs = _sqlite_docs(workspace_id, match, None)
+    else:
+        if not _WORD.search(q):
+            return false()
+        docs = _pg_docs(workspace_id, q, None)
+    found = docs.subquery("matches")
+    return col(Ticket.id).in_(sa_select(found.c.ticket_id))

@@ -581,10 +581,13 @@ async def list_tickets(
     if sort not in SORTS:
         raise Invalid(f"sort must be one of {', '.join(SORTS)}")
     column, descending = SORTS[sort]
-    # A contact's tickets, or an assignee's (or nobody's) in given statuses, are few:
-    # their own index must drive, not the workspace's (see `without_index`).
-    narrow = filters.contact_id is not None or bool(
-        filters.status and (filters.assignee_id is not None or filters.unassigned)
+    # A contact's tickets, an assignee's (or nobody's) in given statuses, or the
+    # matches of a search are few: they must drive, not the workspace's index (see
+    # `without_index`).
+    narrow = (
+        filters.contact_id is not None
+        or bool(filters.q)
+        or bool(filters.status and (filters.assignee_id is not None or filters.unassigned))
     )
     workspace = without_index(session, col(Ticket.workspace_id)) if narrow else Ticket.workspace_id
     stmt = select(Ticket).where(workspace == actor.workspace_id)
@@ -612,10 +615,9 @@ async def list_tickets(
     if filters.ticket_ids is not None:
         stmt = stmt.where(col(Ticket.id).in_(filters.ticket_ids))
     if filters.q:
-        from app.services.search import matching_ticket_ids
+        from app.services.search import matching_tickets
 
-        ids = await matching_ticket_ids(session, actor.workspace_id, filters.q, limit=1000)
-        stmt = stmt.where(col(Ticket.id).in_(ids))
+        stmt = stmt.where(matching_tickets(session, actor.workspace_id, filters.q))
     if cursor:
         raw_value, last_id = decode_cursor(cursor)
         if not _is_db_int(last_id):

@@ -5,15 +5,17 @@ from __future__ import annotations
 import html
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import text, update
+from sqlmodel import col
 
 from app.context import AppContext
-from app.models import ActorType, IdentityKind, Role
+from app.models import ActorType, IdentityKind, Role, Ticket, TicketStatus
 from app.services import search, tickets
 from app.services.actors import Actor
 from app.services.contacts import IdentityIn, do_resolve_contact
 from app.services.errors import Invalid
-from app.services.search import matching_ticket_ids, search_tickets
+from app.services.search import search_tickets
+from app.services.tickets import TicketFilter
 from tests.conftest import SeededWorkspace
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite", "pg"], indirect=True)
@@ -56,7 +58,10 @@ async def test_finds_subjects_and_bodies_ranked_and_scoped(
     assert await ids(ctx, workspace, "REFUND printer") == [refund]
     assert await ids(ctx, workspace, "refund fire") == []
     async with ctx.sessions() as session:
-        assert await matching_ticket_ids(session, workspace.id, "printer") == found
+        listed, _ = await tickets.list_tickets(
+            session, admin(workspace), TicketFilter(q="printer"), sort="number"
+        )
+    assert [t.id for t in listed] == sorted(found)  # the list filter finds the same
 
 
 async def test_better_matches_rank_first(ctx: AppContext, workspace: SeededWorkspace) -> None:
@@ -263,3 +268,28 @@ async def test_a_common_word_ranks_the_workspaces_newest_matches(
     # A subject match is a candidate of its own kind.
     subject = await make_ticket(ctx, workspace, "Parcel lost", "no details")
     assert subject in await ids(ctx, workspace, "parcel")
+
+
+async def test_a_search_filter_keeps_every_match_not_the_best_thousand(
+    ctx: AppContext, workspace: SeededWorkspace
+) -> None:
+    """Ticket lists with `q` and other filters once cut the matches to the best 1 000
+    before filtering: an open ticket ranked behind a thousand closed ones was lost."""
+    system = admin(workspace)
+    async with ctx.uow() as uow:
+        for n in range(1001):
+            await tickets.do_create_ticket(uow, system, subject=f"parcel parcel {n}")
+        await uow.session.exec(  # type: ignore[call-overload]
+            update(Ticket).where(col(Ticket.workspace_id) == workspace.id).values(status="closed")
+        )
+        await uow.commit()
+    quiet = await make_ticket(ctx, workspace, "Question", "where is my parcel")
+    async with ctx.sessions() as session:
+        rows, _ = await tickets.list_tickets(
+            session,
+            system,
+            TicketFilter(
+                q="parcel", status=[s for s in TicketStatus if s is not TicketStatus.closed]
+            ),
+        )
+    assert [t.id for t in rows] == [quiet]
