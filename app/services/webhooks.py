@@ -36,7 +36,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import httpx
-from sqlalchemy import func
+from sqlalchemy import delete, func
 from sqlmodel import col, select
 
 from app import __version__
@@ -281,6 +281,44 @@ async def post_delivery(
 # --- the worker ------------------------------------------------------------------------
 
 
+# Finished deliveries are deleted in batches of this many, the loop free in between.
+PRUNE_BATCH = 500
+PRUNE_INTERVAL_SECONDS = 3600.0
+
+
+async def prune_delivery_log(
+    ctx: AppContext, retention_days: int, now: datetime | None = None
+) -> int:
+    """Delete deliveries that finished (delivered or given up) over `retention_days` ago;
+    how many went.
+
+    The log keeps each delivery's body: ticket events with customers' messages. Kept
+    for ever it would grow by every change of every ticket and keep copies of what
+    erasing a ticket removes. Pending deliveries stay, however old."""
+    cutoff = (now or utcnow()) - timedelta(days=retention_days)
+    finished = [DeliveryStatus.delivered, DeliveryStatus.failed]
+    removed = 0
+    while True:
+        async with ctx.uow() as uow:
+            batch = (
+                select(WebhookDelivery.id)
+                .where(
+                    col(WebhookDelivery.status).in_(finished),
+                    col(WebhookDelivery.created_at) < cutoff,
+                )
+                .limit(PRUNE_BATCH)
+            )
+            result = await uow.session.exec(
+                delete(WebhookDelivery).where(col(WebhookDelivery.id).in_(batch))
+            )
+            await uow.commit()
+        count = int(result.rowcount or 0)
+        removed += count
+        if count < PRUNE_BATCH:
+            return removed
+        await asyncio.sleep(0)
+
+
 @dataclass(frozen=True)
 class Claim:
     delivery_id: str
@@ -333,6 +371,7 @@ class WebhookWorker:
         self._task: asyncio.Task[None] | None = None
         self._inflight: set[asyncio.Task[None]] = set()
         self._stopping = False
+        self._pruned_at: float | None = None  # time.monotonic() of the last log pruning
 
     @property
     def max_attempts(self) -> int:
@@ -380,12 +419,24 @@ class WebhookWorker:
         await asyncio.gather(*(self._deliver(c) for c in claims))
         return len(claims)
 
+    async def _prune_when_due(self) -> None:
+        if self._pruned_at is not None and (
+            time.monotonic() - self._pruned_at < PRUNE_INTERVAL_SECONDS
+        ):
+            return
+        self._pruned_at = time.monotonic()
+        assert self._ctx is not None
+        removed = await prune_delivery_log(self._ctx, self._ctx.settings.webhook_log_retention_days)
+        if removed:
+            log.info("webhook log: %d finished deliveries past retention deleted", removed)
+
     async def _run(self) -> None:
         while not self._stopping:
             self._wake.clear()
             free = self.concurrency - len(self._inflight)
             claims: list[Claim] = []
             try:
+                await self._prune_when_due()
                 if free > 0:
                     claims = await self._claim(free)
                     for claim in claims:

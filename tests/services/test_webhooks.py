@@ -7,6 +7,7 @@ import re
 import socket
 import time
 from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from starlette.applications import Starlette
 from app.context import AppContext
 from app.main import create_app
 from app.models import DeliveryStatus, Webhook, WebhookDelivery
+from app.models.base import utcnow
 from app.services import webhook_admin, webhooks
 from app.services.actors import Actor
 from app.services.webhooks import JITTER, RETRY_SCHEDULE, WebhookWorker, sign
@@ -532,3 +534,37 @@ async def test_a_receiver_name_is_resolved_once_and_called_at_the_checked_addres
         )
     assert not refused.ok and "10.0.0.7" in (refused.error or "")
     assert len(receiver.on("/rebound")) == 1
+
+
+async def test_finished_deliveries_leave_the_log_after_the_retention(
+    ctx: AppContext, workspace: SeededWorkspace
+) -> None:
+    """The log keeps each delivery's body (customers' messages): finished deliveries go
+    after the retention, in batches; pending ones stay however old."""
+    hook = await add_webhook(ctx, workspace.id, "http://127.0.0.1:9/h")
+    now = utcnow()
+    old, recent = now - timedelta(days=31), now - timedelta(days=29)
+    rows = {
+        "old-delivered": (DeliveryStatus.delivered, old),
+        "old-failed": (DeliveryStatus.failed, old),
+        "old-pending": (DeliveryStatus.pending, old),
+        "recent-delivered": (DeliveryStatus.delivered, recent),
+    }
+    rows |= {f"old-{n}": (DeliveryStatus.delivered, old) for n in range(webhooks.PRUNE_BATCH + 5)}
+    async with ctx.uow() as uow:
+        for name, (status, created) in rows.items():
+            uow.session.add(
+                WebhookDelivery(
+                    id=name,
+                    workspace_id=workspace.id,
+                    webhook_id=hook.id or 0,
+                    event="ticket.created",
+                    body="{}",
+                    status=status,
+                    created_at=created,
+                )
+            )
+        await uow.commit()
+    removed = await webhooks.prune_delivery_log(ctx, retention_days=30, now=now)
+    assert removed == len(rows) - 2
+    assert sorted(d.id for d in await deliveries(ctx)) == ["old-pending", "recent-delivered"]
