@@ -504,34 +504,27 @@ async def test_a_receiver_name_is_resolved_once_and_called_at_the_checked_addres
         return await system_resolver(host, *args, **kwargs)
 
     monkeypatch.setattr(loop, "getaddrinfo", rebinding)
-    async with webhooks.new_http_client() as client:
-        result = await webhooks.post_delivery(
-            client,
-            url=f"http://hooks.example:{port}/rebound",
-            secret="s" * 32,
-            delivery_id="d-1",
-            event="ping",
-            body="{}",
-            total_timeout=5.0,
-            allow_private=False,
-            is_public=lambda address: address.is_loopback or address.is_global,
-        )
+
+    async def deliver(delivery_id: str) -> webhooks.AttemptResult:
+        async with webhooks.new_http_client() as client:
+            return await webhooks.post_delivery(
+                client,
+                url=f"http://hooks.example:{port}/rebound",
+                secret="s" * 32,
+                delivery_id=delivery_id,
+                event="ping",
+                body="{}",
+                total_timeout=5.0,
+                allow_private=False,
+                is_public=lambda address: address.is_loopback or address.is_global,
+            )
+
+    result = await deliver("d-1")
     assert result.ok, result.error
     (received,) = receiver.on("/rebound")
     assert received.headers["host"] == f"hooks.example:{port}"
-
     # The same name now resolving to the internal address is refused outright.
-    async with webhooks.new_http_client() as client:
-        refused = await webhooks.post_delivery(
-            client,
-            url=f"http://hooks.example:{port}/rebound",
-            secret="s" * 32,
-            delivery_id="d-2",
-            event="ping",
-            body="{}",
-            allow_private=False,
-            is_public=lambda address: address.is_loopback or address.is_global,
-        )
+    refused = await deliver("d-2")
     assert not refused.ok and "10.0.0.7" in (refused.error or "")
     assert len(receiver.on("/rebound")) == 1
 

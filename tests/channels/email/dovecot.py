@@ -23,6 +23,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.processes import stop
+
 DOVECOT = Path("/usr/sbin/dovecot")
 USER = "support"
 PASSWORD = "imap-test-password"
@@ -177,12 +179,7 @@ def running_dovecot() -> Iterator[Dovecot]:
         try:
             yield server
         finally:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop(process, grace=10)
             if process.stderr is not None:
                 process.stderr.close()
     finally:

@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.processes import stop
+
 TURNSERVER = shutil.which("turnserver") or "/usr/bin/turnserver"
 INSTALLED = Path(TURNSERVER).exists()
 
@@ -85,10 +87,5 @@ def running_coturn(log_dir: Path) -> Iterator[Coturn]:
             time.sleep(0.05)
         yield Coturn(port, secret)
     finally:
-        process.terminate()
-        try:
-            process.wait(5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process, grace=5)
         log.close()
