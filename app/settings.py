@@ -72,8 +72,9 @@ class Settings(BaseSettings):
     webhook_worker: bool = True
     # None: allowed outside production, refused in production (see webhooks_may_reach_private).
     webhook_allow_private: bool | None = None
-    # Finished webhook deliveries (with their bodies) are deleted after this many days.
-    webhook_log_retention_days: int = Field(default=30, ge=1, le=3650)
+    # Finished webhook deliveries (with their bodies) are deleted after this many days;
+    # at least a week, longer than the retry schedule lasts.
+    webhook_log_retention_days: int = Field(default=30, ge=7, le=3650)
     workers_enabled: bool = True
     # SQLite's write-ahead log (app/wal_checkpoint.py): the size its file is kept near,
     # and how often the app looks whether it must reset it.

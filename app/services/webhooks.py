@@ -71,6 +71,7 @@ JITTER = 0.1  # +-10% so a burst of failures does not retry in lockstep
 MAX_RESPONSE_BYTES = 64 * 1024  # read at most this much of a receiver's answer
 HISTORY_LIMIT = 30  # attempts kept per delivery (manual redeliveries included)
 EXCERPT_CHARS = 300
+MAX_ADDRESSES = 4  # of a receiver's name, tried in turn when a connection fails
 # Test deliveries an admin asks for (webhook_admin.do_send_test) go out even while the
 # webhook is disabled: checking a receiver before switching it on is the point.
 SENT_WHEN_DISABLED = frozenset({"ping"})
@@ -170,10 +171,11 @@ def is_public_address(address: Address) -> bool:
 
 @dataclass(frozen=True)
 class PinnedTarget:
-    """Where a delivery goes: the URL with its host replaced by an address that was
-    checked, and the name the receiver still sees (Host header, TLS server name)."""
+    """Where a delivery goes: the URL with its host replaced by each address that was
+    checked (tried in order), and the name the receiver still sees (Host header, TLS
+    server name)."""
 
-    url: str
+    urls: tuple[str, ...]
     host_header: str
     server_name: str
 
@@ -186,7 +188,8 @@ async def public_target(
     A workspace admin controls webhook URLs and reads response excerpts in the delivery
     log, so an unguarded worker would let them probe internal services. The host is
     resolved once; every address must be public (not loopback, private, link-local or
-    reserved), and the request then goes to the first of them. Letting the HTTP client
+    reserved), and the request then goes to them, the next one if a connection to one
+    fails. Letting the HTTP client
     resolve the name again would reopen the hole: a name whose records change between
     the check and the connection (DNS rebinding, a zero TTL) would pass the check with
     a public address and be called at an internal one.
@@ -202,14 +205,14 @@ async def public_target(
         infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
     except OSError as exc:
         return f"cannot resolve {host}: {exc.strerror or exc}"
-    addresses = [ipaddress.ip_address(info[4][0]) for info in infos]
+    addresses = list(dict.fromkeys(ipaddress.ip_address(info[4][0]) for info in infos))
     if not addresses:
         return f"cannot resolve {host}: no address"
     for address in addresses:
         if not is_public(address):
             return f"refusing to call non-public address {address} ({host})"
     return PinnedTarget(
-        url=str(parsed.copy_with(host=str(addresses[0]))),
+        urls=tuple(str(parsed.copy_with(host=str(a))) for a in addresses[:MAX_ADDRESSES]),
         host_header=parsed.netloc.decode("ascii"),
         server_name=parsed.raw_host.decode("ascii"),
     )
@@ -240,30 +243,41 @@ async def post_delivery(
         EVENT_HEADER: event,
     }
     extensions: dict[str, Any] = {}
+    urls: tuple[str, ...] = (url,)
     if not allow_private:
         target = await public_target(url, is_public=is_public)
         if isinstance(target, str):
             return AttemptResult(False, None, target, 0, "")
-        url = target.url
+        urls = target.urls
         headers["Host"] = target.host_header
         # The certificate is still checked against the name, not the address.
         extensions["sni_hostname"] = target.server_name
+        # The client pools connections by address: a connection opened (and its
+        # certificate checked) for one name would carry the next name's delivery to
+        # the same address unchecked, another workspace's perhaps. So none is kept.
+        headers["Connection"] = "close"
     started = time.perf_counter()
     status: int | None = None
     excerpt = ""
     error: str | None = None
     try:
         async with asyncio.timeout(total_timeout):
-            async with client.stream(
-                "POST", url, content=raw, headers=headers, extensions=extensions
-            ) as response:
-                status = response.status_code
-                received = bytearray()
-                async for chunk in response.aiter_bytes():
-                    received += chunk
-                    if len(received) >= MAX_RESPONSE_BYTES:
-                        break  # closing the stream drops the rest
-                excerpt = bytes(received[:EXCERPT_CHARS]).decode("utf-8", "replace")
+            for index, address_url in enumerate(urls):
+                try:
+                    async with client.stream(
+                        "POST", address_url, content=raw, headers=headers, extensions=extensions
+                    ) as response:
+                        status = response.status_code
+                        received = bytearray()
+                        async for chunk in response.aiter_bytes():
+                            received += chunk
+                            if len(received) >= MAX_RESPONSE_BYTES:
+                                break  # closing the stream drops the rest
+                        excerpt = bytes(received[:EXCERPT_CHARS]).decode("utf-8", "replace")
+                    break
+                except httpx.ConnectError:
+                    if index == len(urls) - 1:
+                        raise  # nothing was sent: the next address may answer
     except TimeoutError:
         error = f"timed out after {total_timeout:g} s"
     except httpx.HTTPError as exc:
@@ -284,39 +298,57 @@ async def post_delivery(
 # Finished deliveries are deleted in batches of this many, the loop free in between.
 PRUNE_BATCH = 500
 PRUNE_INTERVAL_SECONDS = 3600.0
+# A pass deletes at most this many batches; a backlog (the first pass after an
+# upgrade) goes over the following minutes, not in one long pass before any delivery.
+PRUNE_MAX_BATCHES = 40
+PRUNE_CATCH_UP_SECONDS = 60.0
 
 
 async def prune_delivery_log(
-    ctx: AppContext, retention_days: int, now: datetime | None = None
-) -> int:
-    """Delete deliveries that finished (delivered or given up) over `retention_days` ago;
-    how many went.
+    ctx: AppContext,
+    retention_days: int,
+    now: datetime | None = None,
+    max_batches: int = PRUNE_MAX_BATCHES,
+) -> tuple[int, bool]:
+    """Delete deliveries that finished (delivered or given up) over `retention_days` ago:
+    how many went, and whether more are left (at most `max_batches` go per call).
 
     The log keeps each delivery's body: ticket events with customers' messages. Kept
     for ever it would grow by every change of every ticket and keep copies of what
-    erasing a ticket removes. Pending deliveries stay, however old."""
+    erasing a ticket removes. Pending deliveries stay, however old. Each webhook's
+    deliveries are read oldest first through (webhook_id, created_at), so a pass
+    reads the rows it deletes, not the whole log."""
     cutoff = (now or utcnow()) - timedelta(days=retention_days)
     finished = [DeliveryStatus.delivered, DeliveryStatus.failed]
-    removed = 0
-    while True:
-        async with ctx.uow() as uow:
-            batch = (
-                select(WebhookDelivery.id)
-                .where(
-                    col(WebhookDelivery.status).in_(finished),
-                    col(WebhookDelivery.created_at) < cutoff,
+    async with ctx.sessions() as session:
+        hooks = list((await session.exec(select(Webhook.id))).all())
+    removed = batches = 0
+    for hook_id in hooks:
+        while True:
+            if batches >= max_batches:
+                return removed, True
+            async with ctx.uow() as uow:
+                batch = (
+                    select(WebhookDelivery.id)
+                    .where(
+                        col(WebhookDelivery.webhook_id) == hook_id,
+                        col(WebhookDelivery.created_at) < cutoff,
+                        col(WebhookDelivery.status).in_(finished),
+                    )
+                    .order_by(col(WebhookDelivery.created_at))
+                    .limit(PRUNE_BATCH)
                 )
-                .limit(PRUNE_BATCH)
-            )
-            result = await uow.session.exec(
-                delete(WebhookDelivery).where(col(WebhookDelivery.id).in_(batch))
-            )
-            await uow.commit()
-        count = int(result.rowcount or 0)
-        removed += count
-        if count < PRUNE_BATCH:
-            return removed
-        await asyncio.sleep(0)
+                result = await uow.session.exec(
+                    delete(WebhookDelivery).where(col(WebhookDelivery.id).in_(batch))
+                )
+                await uow.commit()
+            batches += 1
+            count = int(result.rowcount or 0)
+            removed += count
+            await asyncio.sleep(0)
+            if count < PRUNE_BATCH:
+                break
+    return removed, False
 
 
 @dataclass(frozen=True)
@@ -424,9 +456,13 @@ class WebhookWorker:
             time.monotonic() - self._pruned_at < PRUNE_INTERVAL_SECONDS
         ):
             return
-        self._pruned_at = time.monotonic()
         assert self._ctx is not None
-        removed = await prune_delivery_log(self._ctx, self._ctx.settings.webhook_log_retention_days)
+        removed, more = await prune_delivery_log(
+            self._ctx, self._ctx.settings.webhook_log_retention_days
+        )
+        # With more left, the next pass comes after a minute instead of an hour.
+        wait = PRUNE_CATCH_UP_SECONDS if more else PRUNE_INTERVAL_SECONDS
+        self._pruned_at = time.monotonic() - PRUNE_INTERVAL_SECONDS + wait
         if removed:
             log.info("webhook log: %d finished deliveries past retention deleted", removed)
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import socket
+import ssl
 import time
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
@@ -13,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+import trustme
 from prometheus_client import REGISTRY
 from sqlmodel import col, select
 from starlette.applications import Starlette
@@ -481,7 +484,7 @@ async def test_production_refuses_webhooks_to_private_addresses() -> None:
     assert isinstance(await public_target("http://10.1.2.3/"), str)
     assert isinstance(await public_target("http://[::1]:8080/"), str)
     assert await public_target("http://8.8.8.8/hook") == PinnedTarget(
-        url="http://8.8.8.8/hook", host_header="8.8.8.8", server_name="8.8.8.8"
+        urls=("http://8.8.8.8/hook",), host_header="8.8.8.8", server_name="8.8.8.8"
     )
 
 
@@ -558,6 +561,100 @@ async def test_finished_deliveries_leave_the_log_after_the_retention(
                 )
             )
         await uow.commit()
-    removed = await webhooks.prune_delivery_log(ctx, retention_days=30, now=now)
-    assert removed == len(rows) - 2
+    # A pass stops after its batches and says more are left; the next goes on.
+    removed, more = await webhooks.prune_delivery_log(ctx, 30, now=now, max_batches=1)
+    assert (removed, more) == (webhooks.PRUNE_BATCH, True)
+    rest, more = await webhooks.prune_delivery_log(ctx, retention_days=30, now=now)
+    assert removed + rest == len(rows) - 2 and not more
     assert sorted(d.id for d in await deliveries(ctx)) == ["old-pending", "recent-delivered"]
+
+
+async def test_each_name_gets_its_own_checked_tls_connection(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Pinned to an address, deliveries to two names at that address must not share a
+    pooled TLS connection: the second name's certificate would never be checked (and
+    another workspace's delivery would ride on the first one's connection). The
+    receiver's certificate is for a.test only; b.test must always fail."""
+    ca = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("a.test").configure_cert(server_context)
+    names: list[str | None] = []  # the server name of each TLS handshake
+    server_context.sni_callback = lambda _sock, name, _ctx: names.append(name)
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = re.search(rb"(?i)content-length: *(\d+)", head)
+                await reader.readexactly(int(length.group(1)) if length else 0)
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0, ssl=server_context)
+    port = server.sockets[0].getsockname()[1]
+    loop = asyncio.get_running_loop()
+    system_resolver = loop.getaddrinfo
+
+    async def both_names_here(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if host in ("a.test", "b.test"):
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", 0))]
+        return await system_resolver(host, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "getaddrinfo", both_names_here)
+    client_context = ssl.create_default_context()
+    ca.configure_trust(client_context)
+    outcomes = []
+    try:
+        async with httpx.AsyncClient(verify=client_context, trust_env=False) as client:
+            for name in ("a.test", "b.test", "a.test", "b.test"):
+                result = await webhooks.post_delivery(
+                    client,
+                    url=f"https://{name}:{port}/hook",
+                    secret="s" * 32,
+                    delivery_id=name,
+                    event="ping",
+                    body="{}",
+                    allow_private=False,
+                    is_public=lambda address: address.is_loopback or address.is_global,
+                )
+                outcomes.append((name, result.ok))
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert outcomes == [("a.test", True), ("b.test", False), ("a.test", True), ("b.test", False)]
+    assert names == ["a.test", "b.test", "a.test", "b.test"]  # a handshake per delivery
+
+
+async def test_a_name_with_several_addresses_is_tried_at_each_in_turn(
+    receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pinning must not lose a name's other records: when the first checked address
+    refuses the connection, the delivery goes to the next one."""
+    loop = asyncio.get_running_loop()
+    system_resolver = loop.getaddrinfo
+    port = httpx.URL(receiver.url).port
+
+    async def two_records(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if host == "hooks.example":  # nothing listens on 127.0.0.2
+            return [
+                (socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, 0))
+                for address in ("127.0.0.2", "127.0.0.1")
+            ]
+        return await system_resolver(host, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "getaddrinfo", two_records)
+    async with webhooks.new_http_client() as client:
+        result = await webhooks.post_delivery(
+            client,
+            url=f"http://hooks.example:{port}/second",
+            secret="s" * 32,
+            delivery_id="d-1",
+            event="ping",
+            body="{}",
+            allow_private=False,
+            is_public=lambda address: address.is_loopback or address.is_global,
+        )
+    assert result.ok, result.error
+    assert len(receiver.on("/second")) == 1
