@@ -317,17 +317,17 @@ class InlineConnection:
 
     def begin_now(self, sql: str) -> bool:
         """Run `sql` (a BEGIN) at once if nothing stands in the way: True if it ran,
-        False if it must go the adapter's way (the gate is closed, or the database
-        is busy), which waits without blocking the loop."""
+        False if it must go the adapter's way: the gate is closed or the database
+        busy (the adapter waits without blocking the loop), or SQLite refused it for
+        another reason (the adapter raises that as SQLAlchemy's error, which callers
+        such as the group commit tell apart)."""
         conn = self._conn
         if self.gate.closed:
             return False
         try:
             conn.execute(sql)
-        except sqlite3.OperationalError as exc:
-            if is_busy(exc):
-                return False
-            raise
+        except sqlite3.Error:
+            return False
         if sql.startswith("BEGIN IMMEDIATE"):
             self.writer = True
         return True

@@ -24,6 +24,7 @@ from app.models.base import utcnow
 from app.services import tickets
 from app.services.actors import Actor
 from app.services.chat_batch import _CONTACTS_BY_IDENTITY, _OPEN_CHAT_TICKETS, _USED_CLIENT_IDS
+from app.sqlite_inline import InlineConnection
 from tests.conftest import create_pg_database, drop_pg_database, requires_pg, seed_workspace
 
 both = pytest.mark.parametrize("database_url", ["sqlite", "pg"], indirect=True)
@@ -207,6 +208,29 @@ async def test_on_sqlite_a_busy_database_is_awaited_not_blocked_on(ctx: AppConte
         async with ctx.uow() as uow:
             fresh = await uow.session.get(Ticket, ids[0])
             assert fresh is not None and fresh.updated_at == later - timedelta(days=1)
+
+
+async def test_on_sqlite_an_error_at_begin_is_sqlalchemys(ctx: AppContext) -> None:
+    """BEGIN skips SQLAlchemy's execution when it can; an error there (here SQLite's
+    authorizer refuses transactions) must still arrive as SQLAlchemy's exception, the
+    kind the group commit tells apart, not as a bare sqlite3 one."""
+    async with ctx.engine.connect() as connection:
+        inline = (await connection.get_raw_connection()).driver_connection
+        assert isinstance(inline, InlineConnection)
+        sqlite = inline._conn  # the sqlite3 connection underneath
+
+        def no_transactions(action: int, *_: object) -> int:
+            refuse = action == sqlite3.SQLITE_TRANSACTION
+            return sqlite3.SQLITE_DENY if refuse else sqlite3.SQLITE_OK
+
+        sqlite.set_authorizer(no_transactions)
+        try:
+            with pytest.raises(DBAPIError) as caught:
+                await connection.execute(text("SELECT 1"))
+            assert isinstance(caught.value.orig, sqlite3.DatabaseError)
+            await connection.rollback()
+        finally:
+            sqlite.set_authorizer(None)
 
 
 def test_chat_batch_lookups_read_through_an_index(sqlite_template: Path) -> None:
