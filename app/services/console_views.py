@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_
+from sqlalchemy import ColumnElement, and_, func, or_
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -76,42 +76,41 @@ async def inbox_rows(
     session: AsyncSession, actor: Actor, query: InboxQuery
 ) -> list[dict[str, Any]]:
     check_query(query)
-    # An agent's own or the unassigned tickets in given statuses, or a search's
-    # matches, are few: they must drive, not the workspace's index (`without_index`).
-    narrow = (query.view in ("mine", "unassigned") and bool(query.status)) or bool(
-        query.q and query.q.strip()
-    )
+    # A search's matches are few: they must drive, not the workspace's index
+    # (`without_index`).
+    narrow = bool(query.q and query.q.strip())
     workspace = without_index(session, col(Ticket.workspace_id)) if narrow else Ticket.workspace_id
-    stmt = select(Ticket).where(
-        workspace == actor.workspace_id, col(Ticket.merged_into_id).is_(None)
-    )
+    # Besides the workspace: also what a search's candidates are drawn from.
+    conditions: list[ColumnElement[bool]] = [col(Ticket.merged_into_id).is_(None)]
     clause = visibility_clause(actor)
     if clause is not None:
-        stmt = stmt.where(clause)
+        conditions.append(clause)
     if query.view == "mine":
-        stmt = stmt.where(Ticket.assignee_id == actor.id)
+        conditions.append(col(Ticket.assignee_id) == actor.id)
     elif query.view == "unassigned":
-        stmt = stmt.where(col(Ticket.assignee_id).is_(None))
+        conditions.append(col(Ticket.assignee_id).is_(None))
     elif query.view == "teams":
-        stmt = stmt.where(col(Ticket.team_id).in_(sorted(actor.team_ids)))
+        conditions.append(col(Ticket.team_id).in_(sorted(actor.team_ids)))
     if query.status:
-        stmt = stmt.where(col(Ticket.status).in_(query.status))
+        conditions.append(col(Ticket.status).in_(query.status))
     if query.channel is not None:
-        stmt = stmt.where(Ticket.channel == query.channel)
+        conditions.append(col(Ticket.channel) == query.channel)
     if query.priority is not None:
-        stmt = stmt.where(Ticket.priority == query.priority)
+        conditions.append(col(Ticket.priority) == query.priority)
     if query.team_id is not None:
-        stmt = stmt.where(Ticket.team_id == query.team_id)
+        conditions.append(col(Ticket.team_id) == query.team_id)
     if query.tag:
-        stmt = stmt.where(tag_clause(session, query.tag.strip().lower()))
+        conditions.append(tag_clause(session, query.tag.strip().lower()))
     if query.updated_since is not None:
-        stmt = stmt.where(col(Ticket.updated_at) >= query.updated_since)
+        conditions.append(col(Ticket.updated_at) >= query.updated_since)
     if query.ticket_ids is not None:
-        stmt = stmt.where(col(Ticket.id).in_(query.ticket_ids[:MAX_ROWS]))
+        conditions.append(col(Ticket.id).in_(query.ticket_ids[:MAX_ROWS]))
+    stmt = select(Ticket).where(workspace == actor.workspace_id, *conditions)
     if query.q and query.q.strip():
         from app.services.search import matching_tickets
 
-        stmt = stmt.where(matching_tickets(session, actor.workspace_id, query.q.strip()))
+        q = query.q.strip()
+        stmt = stmt.where(matching_tickets(session, actor.workspace_id, q, conditions))
     if query.sort == "sla":
         stmt = stmt.order_by(
             col(Ticket.due_at).is_(None), col(Ticket.due_at).asc(), col(Ticket.id).asc()

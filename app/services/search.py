@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -105,13 +106,20 @@ def _event_filters(
     return clauses
 
 
-def _sqlite_docs(workspace_id: int, match: str, actor: Actor | None) -> Select[Any]:
+def _sqlite_docs(
+    workspace_id: int,
+    match: str,
+    actor: Actor | None,
+    tickets: Sequence[ColumnElement[bool]] = (),
+) -> Select[Any]:
     # SQLite (no statistics) preferred the index on workspace_id to the full-text
     # match: it walked every ticket and event of the workspace and asked the FTS
     # table about each, so a search took time in proportion to the workspace's
     # whole history. Compared as an expression (`+ 0`), the workspace can no longer
     # drive: the MATCH does, newest first (FTS5 reads its index backwards), and each
     # match is fetched by its rowid and checked until enough belong to the workspace.
+    # `tickets` (visibility, a list's filters) are checked before the cut, so the
+    # candidates are the newest matches the caller may have.
     subjects = (
         sa_select(
             col(Ticket.id).label("ticket_id"),
@@ -124,6 +132,7 @@ def _sqlite_docs(workspace_id: int, match: str, actor: Actor | None) -> Select[A
         .where(
             text("fts_ticket MATCH :fts_q").bindparams(fts_q=match),
             col(Ticket.workspace_id) + 0 == workspace_id,
+            *tickets,
         )
         .order_by(_fts_ticket.c.rowid.desc())
         .limit(RANKED_CANDIDATES)
@@ -138,15 +147,19 @@ def _sqlite_docs(workspace_id: int, match: str, actor: Actor | None) -> Select[A
         )
         .select_from(_fts_event)
         .join(TicketEvent, col(TicketEvent.id) == _fts_event.c.rowid)
-        .where(
+    )
+    if tickets:
+        events = events.join(Ticket, col(Ticket.id) == col(TicketEvent.ticket_id))
+    found = (
+        events.where(
             text("fts_ticket_event MATCH :fts_q").bindparams(fts_q=match),
             *_event_filters(workspace_id, actor, indexed=False),
+            *tickets,
         )
         .order_by(_fts_event.c.rowid.desc())
         .limit(RANKED_CANDIDATES)
-        .subquery("events")
-    )
-    return union_all(sa_select(subjects), sa_select(events))  # type: ignore[return-value]
+    ).subquery("events")
+    return union_all(sa_select(subjects), sa_select(found))  # type: ignore[return-value]
 
 
 # The exact expressions of migration 0002's expression indexes: the configuration
@@ -159,7 +172,12 @@ def _pg_query(q: str) -> ColumnElement[Any]:
     return func.plainto_tsquery(literal_column("'simple'::regconfig"), q)
 
 
-def _pg_docs(workspace_id: int, q: str, actor: Actor | None) -> Select[Any]:
+def _pg_docs(
+    workspace_id: int,
+    q: str,
+    actor: Actor | None,
+    tickets: Sequence[ColumnElement[bool]] = (),
+) -> Select[Any]:
     subject_vec = _pg_vector("ticket.subject")
     body_vec = _pg_vector("ticket_event.body")
     # Ranking recomputes each match's tsvector: only the newest candidates are ranked.
@@ -170,24 +188,31 @@ def _pg_docs(workspace_id: int, q: str, actor: Actor | None) -> Select[Any]:
             literal("subject").label("source"),
             cast(null(), Integer).label("event_id"),
         )
-        .where(subject_vec.op("@@")(_pg_query(q)), col(Ticket.workspace_id) == workspace_id)
+        .where(
+            subject_vec.op("@@")(_pg_query(q)),
+            col(Ticket.workspace_id) == workspace_id,
+            *tickets,
+        )
         .order_by(col(Ticket.id).desc())
         .limit(RANKED_CANDIDATES)
         .subquery("subjects")
     )
-    events = (
-        sa_select(
-            col(TicketEvent.ticket_id).label("ticket_id"),
-            func.ts_rank(body_vec, _pg_query(q)).label("score"),
-            literal("event").label("source"),
-            col(TicketEvent.id).label("event_id"),
+    events = sa_select(
+        col(TicketEvent.ticket_id).label("ticket_id"),
+        func.ts_rank(body_vec, _pg_query(q)).label("score"),
+        literal("event").label("source"),
+        col(TicketEvent.id).label("event_id"),
+    )
+    if tickets:
+        events = events.join(Ticket, col(Ticket.id) == col(TicketEvent.ticket_id))
+    found = (
+        events.where(
+            body_vec.op("@@")(_pg_query(q)), *_event_filters(workspace_id, actor), *tickets
         )
-        .where(body_vec.op("@@")(_pg_query(q)), *_event_filters(workspace_id, actor))
         .order_by(col(TicketEvent.id).desc())
         .limit(RANKED_CANDIDATES)
-        .subquery("events")
-    )
-    return union_all(sa_select(subjects), sa_select(events))  # type: ignore[return-value]
+    ).subquery("events")
+    return union_all(sa_select(subjects), sa_select(found))  # type: ignore[return-value]
 
 
 async def _ranked(
@@ -199,15 +224,22 @@ async def _ranked(
     limit: int,
 ) -> list[tuple[int, float, str, int | None]]:
     dialect = dialect_of(session)
+    visible: list[ColumnElement[bool]] = []
+    if actor is not None:
+        from app.services.tickets import visibility_clause
+
+        clause = visibility_clause(actor)
+        if clause is not None:
+            visible.append(clause)
     if dialect == "sqlite":
         match = fts5_query(q)
         if match is None:
             return []
-        docs = _sqlite_docs(workspace_id, match, actor).subquery("docs")
+        docs = _sqlite_docs(workspace_id, match, actor, visible).subquery("docs")
     elif dialect == "postgresql":
         if not _WORD.search(q):
             return []
-        docs = _pg_docs(workspace_id, q, actor).subquery("docs")
+        docs = _pg_docs(workspace_id, q, actor, visible).subquery("docs")
     else:  # pragma: no cover - only the two supported engines
         raise NotImplementedError(f"full-text search is not implemented for {dialect}")
     # Keep each ticket's best document, then rank tickets by it.
@@ -227,12 +259,6 @@ async def _ranked(
         .order_by(best.c.score.desc(), best.c.ticket_id.desc())
         .limit(limit)
     )
-    if actor is not None:
-        from app.services.tickets import visibility_clause
-
-        clause = visibility_clause(actor)
-        if clause is not None:
-            stmt = stmt.where(clause)
     # Core statements run on the session's connection (sqlmodel deprecates execute()).
     connection = await session.connection()
     rows = (await connection.execute(stmt)).all()
@@ -332,14 +358,19 @@ async def search_tickets(
     return hits
 
 
-def matching_tickets(session: AsyncSession, workspace_id: int, q: str) -> ColumnElement[bool]:
-    """A filter for ticket lists: the ticket has a match of ``q`` among the
-    workspace's newest candidates, the same ones a search ranks.
+def matching_tickets(
+    session: AsyncSession,
+    workspace_id: int,
+    q: str,
+    tickets: Sequence[ColumnElement[bool]] = (),
+) -> ColumnElement[bool]:
+    """A filter for ticket lists: the ticket has a match of ``q`` among the newest
+    candidates of the workspace's tickets that pass `tickets` (the list's other
+    filters and the caller's visibility).
 
-    A subquery rather than a list of the best-ranked ids, so the list's other
-    filters and its order apply to every match: cutting to the best 1 000 first
-    lost the matching tickets ranked below them (an open ticket behind a thousand
-    closed ones)."""
+    A subquery rather than a list of the best-ranked ids, and filtered before the
+    candidates are cut: cutting to the best 1 000 first lost the matching tickets
+    ranked below them (an open ticket behind a thousand closed ones)."""
     q = clean_query(q)
     dialect = dialect_of(session)
     docs: Select[Any]
@@ -347,10 +378,10 @@ def matching_tickets(session: AsyncSession, workspace_id: int, q: str) -> Column
         match = fts5_query(q)
         if match is None:
             return false()
-        docs = _sqlite_docs(workspace_id, match, None)
+        docs = _sqlite_docs(workspace_id, match, None, tickets)
     else:
         if not _WORD.search(q):
             return false()
-        docs = _pg_docs(workspace_id, q, None)
+        docs = _pg_docs(workspace_id, q, None, tickets)
     found = docs.subquery("matches")
     return col(Ticket.id).in_(sa_select(found.c.ticket_id))

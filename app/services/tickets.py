@@ -581,43 +581,40 @@ async def list_tickets(
     if sort not in SORTS:
         raise Invalid(f"sort must be one of {', '.join(SORTS)}")
     column, descending = SORTS[sort]
-    # A contact's tickets, an assignee's (or nobody's) in given statuses, or the
-    # matches of a search are few: they must drive, not the workspace's index (see
-    # `without_index`).
-    narrow = (
-        filters.contact_id is not None
-        or bool(filters.q)
-        or bool(filters.status and (filters.assignee_id is not None or filters.unassigned))
-    )
+    # A contact's tickets or a search's matches are few: they must drive, not the
+    # workspace's index (see `without_index`).
+    narrow = filters.contact_id is not None or bool(filters.q)
     workspace = without_index(session, col(Ticket.workspace_id)) if narrow else Ticket.workspace_id
-    stmt = select(Ticket).where(workspace == actor.workspace_id)
+    # Besides the workspace: also what a search's candidates are drawn from.
+    conditions: list[ColumnElement[bool]] = []
     clause = visibility_clause(actor)
     if clause is not None:
-        stmt = stmt.where(clause)
+        conditions.append(clause)
     if filters.status:
-        stmt = stmt.where(col(Ticket.status).in_(filters.status))
+        conditions.append(col(Ticket.status).in_(filters.status))
     if filters.assignee_id is not None:
-        stmt = stmt.where(Ticket.assignee_id == filters.assignee_id)
+        conditions.append(col(Ticket.assignee_id) == filters.assignee_id)
     if filters.unassigned:
-        stmt = stmt.where(col(Ticket.assignee_id).is_(None))
+        conditions.append(col(Ticket.assignee_id).is_(None))
     if filters.team_id is not None:
-        stmt = stmt.where(Ticket.team_id == filters.team_id)
+        conditions.append(col(Ticket.team_id) == filters.team_id)
     if filters.contact_id is not None:
-        stmt = stmt.where(Ticket.contact_id == filters.contact_id)
+        conditions.append(col(Ticket.contact_id) == filters.contact_id)
     if filters.channel is not None:
-        stmt = stmt.where(Ticket.channel == filters.channel)
+        conditions.append(col(Ticket.channel) == filters.channel)
     if filters.priority is not None:
-        stmt = stmt.where(Ticket.priority == filters.priority)
+        conditions.append(col(Ticket.priority) == filters.priority)
     if filters.updated_since is not None:
-        stmt = stmt.where(col(Ticket.updated_at) >= filters.updated_since)
+        conditions.append(col(Ticket.updated_at) >= filters.updated_since)
     if filters.tag:
-        stmt = stmt.where(tag_clause(session, filters.tag.strip().lower()))
+        conditions.append(tag_clause(session, filters.tag.strip().lower()))
     if filters.ticket_ids is not None:
-        stmt = stmt.where(col(Ticket.id).in_(filters.ticket_ids))
+        conditions.append(col(Ticket.id).in_(filters.ticket_ids))
+    stmt = select(Ticket).where(workspace == actor.workspace_id, *conditions)
     if filters.q:
         from app.services.search import matching_tickets
 
-        stmt = stmt.where(matching_tickets(session, actor.workspace_id, filters.q))
+        stmt = stmt.where(matching_tickets(session, actor.workspace_id, filters.q, conditions))
     if cursor:
         raw_value, last_id = decode_cursor(cursor)
         if not _is_db_int(last_id):

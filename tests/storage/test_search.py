@@ -10,7 +10,7 @@ from sqlmodel import col
 
 from app.context import AppContext
 from app.models import ActorType, IdentityKind, Role, Ticket, TicketStatus
-from app.services import search, tickets
+from app.services import console_views, search, tickets
 from app.services.actors import Actor
 from app.services.contacts import IdentityIn, do_resolve_contact
 from app.services.errors import Invalid
@@ -293,3 +293,44 @@ async def test_a_search_filter_keeps_every_match_not_the_best_thousand(
             ),
         )
     assert [t.id for t in rows] == [quiet]
+
+
+async def test_the_candidates_are_the_newest_the_caller_may_have(
+    ctx: AppContext, workspace: SeededWorkspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Visibility and a list's filters narrow the candidates before they are cut to
+    the newest: an open ticket behind newer closed matches, or a team-scoped agent's
+    ticket behind other teams' newer ones, is still found."""
+    monkeypatch.setattr(search, "RANKED_CANDIDATES", 3)
+    support, billing = workspace.team_ids["Support"], workspace.team_ids["Billing"]
+    quiet = await make_ticket(ctx, workspace, "Question", "where is my parcel", team_id=support)
+    newer = [
+        await make_ticket(ctx, workspace, f"Case {n}", "parcel", team_id=billing) for n in range(4)
+    ]
+    async with ctx.uow() as uow:
+        await uow.session.exec(  # type: ignore[call-overload]
+            update(Ticket).where(col(Ticket.id).in_(newer)).values(status="closed")
+        )
+        await uow.commit()
+    support_agent = Actor(
+        workspace_id=workspace.id,
+        type=ActorType.agent,
+        id=workspace.agent_ids["agent"],
+        role=Role.agent,
+        team_ids=frozenset({support}),
+        team_scoped=True,
+    )
+    open_only = TicketFilter(
+        q="parcel", status=[s for s in TicketStatus if s is not TicketStatus.closed]
+    )
+    async with ctx.sessions() as session:
+        listed, _ = await tickets.list_tickets(session, admin(workspace), open_only)
+        scoped, _ = await tickets.list_tickets(session, support_agent, TicketFilter(q="parcel"))
+        hits = await search_tickets(session, workspace.id, "parcel", actor=support_agent)
+        inbox = await console_views.inbox_rows(
+            session, support_agent, console_views.InboxQuery(q="parcel", status=[])
+        )
+    assert [t.id for t in listed] == [quiet]
+    assert [t.id for t in scoped] == [quiet]
+    assert [h.ticket_id for h in hits] == [quiet]
+    assert [row["id"] for row in inbox] == [quiet]
