@@ -45,10 +45,15 @@ class Ticket(SQLModel, table=True):
         UniqueConstraint("workspace_id", "number"),
         Index("ix_ticket_ws_updated", "workspace_id", "updated_at", "id"),
         Index("ix_ticket_ws_status", "workspace_id", "status"),
-        Index("ix_ticket_ws_created", "workspace_id", "created_at", "id"),
-        # An agent's (or nobody's) tickets in some statuses: the console's "mine" and
-        # "unassigned" views. Also serves the foreign key.
+        # An agent's (or nobody's) tickets, newest first: the console's "mine" and
+        # "unassigned" views, read in order up to a page whatever their number.
+        Index("ix_ticket_ws_assignee_updated", "workspace_id", "assignee_id", "updated_at", "id"),
+        # An agent's active tickets (routing's capacity, the supervisor's load) without
+        # their whole history; also serves the foreign key.
         Index("ix_ticket_assignee_status", "assignee_id", "status"),
+        # A team's queue (its unassigned tickets in some statuses), for routing and the
+        # visitor's place in line, without the team's history; also the foreign key's.
+        Index("ix_ticket_team_queue", "team_id", "assignee_id", "status"),
         not_null_index("ticket", "merged_into_id"),
         never_reused_ids(),
     )
@@ -64,9 +69,7 @@ class Ticket(SQLModel, table=True):
         default=None, foreign_key="contact.id", index=True, ondelete="SET NULL"
     )
     assignee_id: int | None = Field(default=None, foreign_key="agent.id", ondelete="SET NULL")
-    team_id: int | None = Field(
-        default=None, foreign_key="team.id", index=True, ondelete="SET NULL"
-    )
+    team_id: int | None = Field(default=None, foreign_key="team.id", ondelete="SET NULL")
     # No index of its own: without statistics SQLite would take it for "this
     # contact's ticket in this inbox" and read every ticket of the inbox. Deleting an
     # inbox (rare) scans the tickets instead.

@@ -247,14 +247,19 @@ DUE_SOON = timedelta(hours=1)
 
 async def open_load(session: AsyncSession, workspace_id: int) -> dict[int, dict[str, int]]:
     """Per agent: active tickets by channel (what capacity is measured against)."""
+    # Grouped by the assignee as an expression: grouped by the column, SQLite walked
+    # (workspace_id, assignee_id, …) for its order through every assigned ticket of
+    # the workspace (33 ms at 50 000 tickets); (workspace_id, status) reads only the
+    # active ones (1.5 ms).
+    assignee = without_index(session, col(Ticket.assignee_id))
     stmt = (
-        select(Ticket.assignee_id, Ticket.channel, func.count())
+        select(assignee, Ticket.channel, func.count())
         .where(
             Ticket.workspace_id == workspace_id,
-            col(Ticket.assignee_id).is_not(None),
+            assignee.is_not(None),
             col(Ticket.status).in_([TicketStatus.new, TicketStatus.open]),
         )
-        .group_by(col(Ticket.assignee_id), col(Ticket.channel))
+        .group_by(assignee, col(Ticket.channel))
     )
     out: dict[int, dict[str, int]] = {}
     for agent_id, channel, count in (await session.exec(stmt)).all():
@@ -273,7 +278,9 @@ async def supervisor_snapshot(
     now = utcnow()
     waiting_stmt = select(Ticket).where(
         Ticket.workspace_id == ws,
-        col(Ticket.assignee_id).is_(None),
+        # Through (workspace_id, status), the active tickets, not every unassigned
+        # one the workspace ever had (see `open_load`).
+        without_index(session, col(Ticket.assignee_id)).is_(None),
         col(Ticket.status).in_([TicketStatus.new, TicketStatus.open]),
         col(Ticket.merged_into_id).is_(None),
         col(Ticket.channel).in_([Channel.chat, Channel.voice]),

@@ -16,13 +16,14 @@ from datetime import datetime
 from sqlalchemy import func, text
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlmodel.sql.expression import SelectOfScalar
 
 from app.events import UnitOfWork
 from app.models import Agent, AgentRouting, Channel, Ticket, TicketStatus
 from app.models.base import utcnow
 from app.services import presence
 from app.services.actors import Actor
-from app.services.sql_dialect import is_postgres
+from app.services.sql_dialect import is_postgres, without_index
 from app.services.tickets import do_update_ticket
 
 OPEN_CHAT_STATUSES = (TicketStatus.new, TicketStatus.open, TicketStatus.pending)
@@ -87,7 +88,9 @@ async def assigned_open_tickets(
 ) -> list[int]:
     """The open conversations an agent holds: what its console's `assigned` stream follows."""
     stmt = select(Ticket.id).where(
-        Ticket.workspace_id == workspace_id,
+        # Through (assignee_id, status), the agent's open tickets, rather than
+        # (workspace_id, assignee_id, …), the agent's whole history.
+        without_index(session, col(Ticket.workspace_id)) == workspace_id,
         Ticket.assignee_id == agent_id,
         col(Ticket.status).in_(OPEN_CHAT_STATUSES),
         col(Ticket.merged_into_id).is_(None),
@@ -98,7 +101,9 @@ async def assigned_open_tickets(
 async def queue_position(session: AsyncSession, ticket: Ticket) -> int:
     """1-based place of a waiting chat in its team queue."""
     stmt = select(func.count()).where(
-        Ticket.workspace_id == ticket.workspace_id,
+        # Through the team's queue (team_id, assignee_id, status), not every ticket of
+        # the workspace older than this one.
+        without_index(session, col(Ticket.workspace_id)) == ticket.workspace_id,
         Ticket.team_id == ticket.team_id,
         col(Ticket.assignee_id).is_(None),
         Ticket.channel == Channel.chat,
@@ -106,6 +111,24 @@ async def queue_position(session: AsyncSession, ticket: Ticket) -> int:
         col(Ticket.id) <= (ticket.id or 0),
     )
     return int((await session.exec(stmt)).one())
+
+
+def team_queue(workspace_id: int, team_id: int, limit: int) -> SelectOfScalar[Ticket]:
+    """A team's waiting chats, oldest first (read through `(team_id, assignee_id,
+    status)`: the queue, not the team's history)."""
+    return (
+        select(Ticket)
+        .where(
+            Ticket.workspace_id == workspace_id,
+            Ticket.team_id == team_id,
+            col(Ticket.assignee_id).is_(None),
+            Ticket.channel == Channel.chat,
+            col(Ticket.status).in_(OPEN_CHAT_STATUSES),
+            col(Ticket.merged_into_id).is_(None),
+        )
+        .order_by(col(Ticket.created_at), col(Ticket.id))
+        .limit(limit)
+    )
 
 
 @dataclass
@@ -136,20 +159,7 @@ async def do_route_team(
     free = [c for c in candidates if c.load < c.capacity]
     if not free:
         return []
-    stmt = (
-        select(Ticket)
-        .where(
-            Ticket.workspace_id == workspace_id,
-            Ticket.team_id == team_id,
-            col(Ticket.assignee_id).is_(None),
-            Ticket.channel == Channel.chat,
-            col(Ticket.status).in_(OPEN_CHAT_STATUSES),
-            col(Ticket.merged_into_id).is_(None),
-        )
-        .order_by(col(Ticket.created_at), col(Ticket.id))
-        .limit(limit)
-    )
-    waiting = list((await session.exec(stmt)).all())
+    waiting = list((await session.exec(team_queue(workspace_id, team_id, limit))).all())
     system = Actor.system(workspace_id, "Routing")
     assigned: list[tuple[int, int]] = []
     now = utcnow()

@@ -508,8 +508,12 @@ async def do_merge_tickets(uow: UnitOfWork, actor: Actor, target_id: int, source
 SORTS: dict[str, tuple[Any, bool]] = {
     "updated_at": (Ticket.updated_at, False),
     "-updated_at": (Ticket.updated_at, True),
-    "created_at": (Ticket.created_at, False),
-    "-created_at": (Ticket.created_at, True),
+    # A ticket's id is taken when it is created (and never reused), so creation order
+    # is id order, which `(workspace_id, id)` serves. An index on created_at would
+    # serve it too, but SQLite (no statistics) then walked it from the oldest ticket
+    # for the routing queue's "oldest waiting chat".
+    "created_at": (Ticket.id, False),
+    "-created_at": (Ticket.id, True),
     "number": (Ticket.number, False),
     "-number": (Ticket.number, True),
     "priority": (Ticket.priority, False),
@@ -652,7 +656,7 @@ def _cursor_value(column: Any, raw: Any) -> Any:
             return datetime.fromisoformat(str(raw))
         except ValueError:
             raise Invalid("cursor is not valid") from None
-    if column.key == "number":
+    if column.key in ("number", "id"):
         if not _is_db_int(raw):
             raise Invalid("cursor is not valid")
         return raw
