@@ -64,7 +64,8 @@ class Settings(BaseSettings):
     # needs the secret shared with the TURN server (coturn's static-auth-secret).
     ice_servers: str = ""
     turn_secret: str = ""
-    turn_credential_ttl_seconds: int = Field(default=24 * 3600, ge=2 * 3600, le=7 * 24 * 3600)
+    # At least six hours: clients refresh hourly, so a call starts with 5 hours left.
+    turn_credential_ttl_seconds: int = Field(default=24 * 3600, ge=6 * 3600, le=7 * 24 * 3600)
     log_format: str = "text"
     log_level: str = "INFO"
     max_body_bytes: int = Field(default=1024 * 1024, gt=0)

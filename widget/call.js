@@ -78,6 +78,9 @@
   }
 
   async function leg() {
+    // STUN/TURN servers (HELPDESK_ICE_SERVERS) come with /widget/config, refreshed when
+    // old: before the microphone, so nothing else is awaited between it and its use.
+    const ice = (await X.config()).ice_servers || [];
     // Ask for the microphone only when the customer calls or answers.
     try {
       mic = await N.mediaDevices.getUserMedia({ audio: true });
@@ -85,8 +88,7 @@
       show(t("denied"));
       return null;
     }
-    // STUN/TURN servers (HELPDESK_ICE_SERVERS) come with /widget/config, refreshed when old.
-    pc = new RTCPeerConnection({ iceServers: (await X.config()).ice_servers || [] });
+    pc = new RTCPeerConnection({ iceServers: ice });
     mic.getTracks().forEach((tr) => pc.addTrack(tr, mic));
     pc.ontrack = (e) => { audio.srcObject = e.streams[0] || new MediaStream([e.track]); };
     pc.onconnectionstatechange = () => pc && pc.connectionState === "failed" && (show(t("failed")), done(true));

@@ -683,7 +683,7 @@
     if (r.ok) Object.assign(cfg, await r.json()), (cfgAt = Date.now());
     return r;
   }
-  // TURN credentials in the config last at least two hours: refresh hourly, before a call.
+  // TURN credentials in the config last at least six hours: refresh hourly, before a call.
   async function freshCfg() {
     if (Date.now() - cfgAt > 36e5) await getCfg().catch(() => 0);
     return cfg;

@@ -3,10 +3,10 @@
 Browsers refuse a TURN server without a username and a credential (the
 `RTCPeerConnection` constructor throws), and a long-lived TURN password given to
 every visitor of every embedding site would let anyone relay traffic through the
-operator's server for ever. So TURN credentials are minted per peer, valid for a
-while, from a secret shared with the TURN server: the "TURN REST API" scheme
-that coturn implements (`use-auth-secret` with `static-auth-secret`, also
-`--use-auth-secret` in its command line):
+operator's server for ever. So TURN credentials are minted per client (a widget
+inbox, an agent), valid for a while, from a secret shared with the TURN server:
+the "TURN REST API" scheme that coturn implements (`use-auth-secret` with
+`static-auth-secret`):
 
     username   = "<unix time of expiry>:<who>"
     credential = base64(HMAC-SHA1(secret, username))

@@ -7,7 +7,7 @@
 import { api, boot } from "./util.js";
 
 const GATHER_MS = 3000;
-// TURN credentials last at least two hours (HELPDESK_TURN_CREDENTIAL_TTL_SECONDS);
+// TURN credentials last at least six hours (HELPDESK_TURN_CREDENTIAL_TTL_SECONDS);
 // a console open for longer fetches fresh ones before its next call.
 const ICE_FRESH_MS = 3600e3;
 let ice = { servers: boot.ice_servers || [], at: Date.now() };
