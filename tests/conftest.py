@@ -24,7 +24,7 @@ from starlette.applications import Starlette
 from app.context import AppContext
 from app.main import create_app
 from app.migrate import upgrade
-from app.models import Inbox, InboxKind, Role
+from app.models import ActorType, Inbox, InboxKind, Role
 from app.services import tokens, workspaces
 from app.services.actors import Actor
 from app.services.passwords import use_cheap_hashing_for_tests
@@ -219,6 +219,18 @@ class SeededWorkspace:
 
     def auth(self, role: str = "admin") -> dict[str, str]:
         return {"Authorization": f"Bearer {self.tokens[role]}"}
+
+    def team_agent(self, *teams: str) -> Actor:
+        """The `agent` as a team-scoped agent of `teams` (all of them by default)."""
+        return Actor(
+            workspace_id=self.id,
+            type=ActorType.agent,
+            id=self.agent_ids["agent"],
+            name="Agent",
+            role=Role.agent,
+            team_ids=frozenset(self.team_ids[t] for t in teams or self.team_ids),
+            team_scoped=True,
+        )
 
 
 PASSWORD = "correct horse battery"

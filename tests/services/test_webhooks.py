@@ -476,6 +476,26 @@ async def test_two_workers_never_send_the_same_delivery(
     assert len(ids) == 21 and len(set(ids)) == 21
 
 
+def loopback_is_public(address: webhooks.Address) -> bool:
+    """In these tests the receiver listens on loopback, standing in for the internet."""
+    return address.is_loopback or address.is_global
+
+
+async def deliver_pinned(client: httpx.AsyncClient, url: str, delivery_id: str = "d-1") -> Any:
+    """A ping as production sends it: private addresses refused, the checked one called."""
+    return await webhooks.post_delivery(
+        client,
+        url=url,
+        secret="s" * 32,
+        delivery_id=delivery_id,
+        event="ping",
+        body="{}",
+        total_timeout=5.0,
+        allow_private=False,
+        is_public=loopback_is_public,
+    )
+
+
 async def test_production_refuses_webhooks_to_private_addresses() -> None:
     from app.services.webhooks import PinnedTarget, public_target
 
@@ -510,17 +530,9 @@ async def test_a_receiver_name_is_resolved_once_and_called_at_the_checked_addres
 
     async def deliver(delivery_id: str) -> webhooks.AttemptResult:
         async with webhooks.new_http_client() as client:
-            return await webhooks.post_delivery(
-                client,
-                url=f"http://hooks.example:{port}/rebound",
-                secret="s" * 32,
-                delivery_id=delivery_id,
-                event="ping",
-                body="{}",
-                total_timeout=5.0,
-                allow_private=False,
-                is_public=lambda address: address.is_loopback or address.is_global,
-            )
+            url = f"http://hooks.example:{port}/rebound"
+            result: webhooks.AttemptResult = await deliver_pinned(client, url, delivery_id)
+            return result
 
     result = await deliver("d-1")
     assert result.ok, result.error
@@ -609,16 +621,7 @@ async def test_each_name_gets_its_own_checked_tls_connection(
     try:
         async with httpx.AsyncClient(verify=client_context, trust_env=False) as client:
             for name in ("a.test", "b.test", "a.test", "b.test"):
-                result = await webhooks.post_delivery(
-                    client,
-                    url=f"https://{name}:{port}/hook",
-                    secret="s" * 32,
-                    delivery_id=name,
-                    event="ping",
-                    body="{}",
-                    allow_private=False,
-                    is_public=lambda address: address.is_loopback or address.is_global,
-                )
+                result = await deliver_pinned(client, f"https://{name}:{port}/hook", name)
                 outcomes.append((name, result.ok))
     finally:
         server.close()
@@ -646,15 +649,6 @@ async def test_a_name_with_several_addresses_is_tried_at_each_in_turn(
 
     monkeypatch.setattr(loop, "getaddrinfo", two_records)
     async with webhooks.new_http_client() as client:
-        result = await webhooks.post_delivery(
-            client,
-            url=f"http://hooks.example:{port}/second",
-            secret="s" * 32,
-            delivery_id="d-1",
-            event="ping",
-            body="{}",
-            allow_private=False,
-            is_public=lambda address: address.is_loopback or address.is_global,
-        )
+        result = await deliver_pinned(client, f"http://hooks.example:{port}/second")
     assert result.ok, result.error
     assert len(receiver.on("/second")) == 1

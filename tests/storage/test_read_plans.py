@@ -20,7 +20,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 
 from app.context import AppContext
-from app.models import ActorType, Role, Ticket, TicketStatus
+from app.models import Ticket, TicketStatus
 from app.services import console_views, contacts, routing, tickets, webhook_admin
 from app.services.actors import Actor
 from app.services.console_views import InboxQuery
@@ -53,18 +53,6 @@ async def plans(
         db.close()
 
 
-def agent(ws: SeededWorkspace) -> Actor:
-    return Actor(
-        workspace_id=ws.id,
-        type=ActorType.agent,
-        id=ws.agent_ids["agent"],
-        name="Agent",
-        role=Role.agent,
-        team_ids=frozenset(ws.team_ids.values()),
-        team_scoped=True,
-    )
-
-
 def starts_with(plan: list[str], index: str) -> bool:
     return plan[0].startswith(f"SEARCH ticket USING INDEX {index} ") or plan[0].startswith(
         f"SEARCH ticket USING COVERING INDEX {index} "
@@ -74,7 +62,7 @@ def starts_with(plan: list[str], index: str) -> bool:
 async def test_a_contacts_tickets_come_through_the_contact_index(
     ctx: AppContext, workspace: SeededWorkspace
 ) -> None:
-    me = agent(workspace)
+    me = workspace.team_agent()
     async with ctx.uow() as uow:
         contact = await contacts.do_create_contact(uow, workspace.id, name="Jane")
         await uow.commit()
@@ -100,7 +88,7 @@ async def test_a_contacts_tickets_come_through_the_contact_index(
 async def test_mine_and_unassigned_are_read_in_order_through_the_assignee_index(
     ctx: AppContext, workspace: SeededWorkspace
 ) -> None:
-    me = agent(workspace)
+    me = workspace.team_agent()
     active = [TicketStatus.new, TicketStatus.open]
     for view in ("mine", "unassigned"):
         (plan,) = await plans(

@@ -9,7 +9,7 @@ from sqlalchemy import text, update
 from sqlmodel import col
 
 from app.context import AppContext
-from app.models import ActorType, IdentityKind, Role, Ticket, TicketStatus
+from app.models import IdentityKind, Ticket, TicketStatus
 from app.services import console_views, search, tickets
 from app.services.actors import Actor
 from app.services.contacts import IdentityIn, do_resolve_contact
@@ -201,14 +201,7 @@ async def test_agent_sees_only_visible_tickets(ctx: AppContext, workspace: Seede
     billing = workspace.team_ids["Billing"]
     mine = await make_ticket(ctx, workspace, "Printer support", team_id=support)
     hidden = await make_ticket(ctx, workspace, "Printer billing", team_id=billing)
-    agent = Actor(
-        workspace_id=workspace.id,
-        type=ActorType.agent,
-        id=workspace.agent_ids["agent"],
-        role=Role.agent,
-        team_ids=frozenset({support}),
-        team_scoped=True,
-    )
+    agent = workspace.team_agent("Support")
     async with ctx.sessions() as session:
         found = [
             h.ticket_id for h in await search_tickets(session, workspace.id, "printer", actor=agent)
@@ -312,14 +305,7 @@ async def test_the_candidates_are_the_newest_the_caller_may_have(
             update(Ticket).where(col(Ticket.id).in_(newer)).values(status="closed")
         )
         await uow.commit()
-    support_agent = Actor(
-        workspace_id=workspace.id,
-        type=ActorType.agent,
-        id=workspace.agent_ids["agent"],
-        role=Role.agent,
-        team_ids=frozenset({support}),
-        team_scoped=True,
-    )
+    support_agent = workspace.team_agent("Support")
     open_only = TicketFilter(
         q="parcel", status=[s for s in TicketStatus if s is not TicketStatus.closed]
     )
