@@ -7,6 +7,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from sqlalchemy.engine import make_url
 
 import app
 
@@ -49,6 +50,11 @@ def _in_thread(fn: object, *args: object) -> None:
 
 def upgrade(database_url: str, revision: str = "head") -> None:
     _run(command.upgrade, alembic_config(database_url), revision)
+    url = make_url(database_url)
+    if url.drivername.startswith("sqlite") and url.database not in (None, "", ":memory:"):
+        from app.planner_stats import fill_missing
+
+        fill_missing(str(url.database))
 
 
 def downgrade(database_url: str, revision: str = "base") -> None:
