@@ -108,7 +108,7 @@ def fill_missing(path: str) -> int:
     how many were written."""
     conn = sqlite3.connect(path, isolation_level=None)
     try:
-        conn.execute("ANALYZE sqlite_schema")  # creates sqlite_stat1 if missing
+        conn.execute("ANALYZE sqlite_master")  # creates sqlite_stat1 if missing
         known = {(str(t), str(i)) for t, i in conn.execute("SELECT tbl, idx FROM sqlite_stat1")}
         written = 0
         conn.execute("BEGIN IMMEDIATE")
@@ -128,7 +128,7 @@ def fill_missing(path: str) -> int:
                 written += 1
         conn.execute("COMMIT")
         # Connections opened from now on read them; this one reloads its own.
-        conn.execute("ANALYZE sqlite_schema")
+        conn.execute("ANALYZE sqlite_master")
         return written
     finally:
         conn.close()
