@@ -54,6 +54,10 @@ SUBJECT_WEIGHT = 2.0
 # newest matches of the workspace are ranked: this many subjects and this many
 # messages; a query that matches more finds what is recent.
 RANKED_CANDIDATES = 5000
+# With filters (visibility, a list's status…), the candidates are the matches that
+# pass them among this many of the workspace's newest: a filter that few matches
+# pass would otherwise read back through every match.
+SCANNED_CANDIDATES = 20_000
 # Private-use characters mark the highlights inside the database's snippet so the
 # text around them can be HTML-escaped before <mark> goes in.
 _HL_START = "\ue000"
@@ -118,8 +122,7 @@ def _sqlite_docs(
     # whole history. Compared as an expression (`+ 0`), the workspace can no longer
     # drive: the MATCH does, newest first (FTS5 reads its index backwards), and each
     # match is fetched by its rowid and checked until enough belong to the workspace.
-    # `tickets` (visibility, a list's filters) are checked before the cut, so the
-    # candidates are the newest matches the caller may have.
+    limit = SCANNED_CANDIDATES if tickets else RANKED_CANDIDATES
     subjects = (
         sa_select(
             col(Ticket.id).label("ticket_id"),
@@ -132,10 +135,9 @@ def _sqlite_docs(
         .where(
             text("fts_ticket MATCH :fts_q").bindparams(fts_q=match),
             col(Ticket.workspace_id) + 0 == workspace_id,
-            *tickets,
         )
         .order_by(_fts_ticket.c.rowid.desc())
-        .limit(RANKED_CANDIDATES)
+        .limit(limit)
         .subquery("subjects")
     )
     events = (
@@ -147,19 +149,35 @@ def _sqlite_docs(
         )
         .select_from(_fts_event)
         .join(TicketEvent, col(TicketEvent.id) == _fts_event.c.rowid)
-    )
-    if tickets:
-        events = events.join(Ticket, col(Ticket.id) == col(TicketEvent.ticket_id))
-    found = (
-        events.where(
+        .where(
             text("fts_ticket_event MATCH :fts_q").bindparams(fts_q=match),
             *_event_filters(workspace_id, actor, indexed=False),
-            *tickets,
         )
         .order_by(_fts_event.c.rowid.desc())
-        .limit(RANKED_CANDIDATES)
-    ).subquery("events")
-    return union_all(sa_select(subjects), sa_select(found))  # type: ignore[return-value]
+        .limit(limit)
+        .subquery("events")
+    )
+    return _candidates(subjects, events, tickets)
+
+
+def _candidates(subjects: Any, events: Any, tickets: Sequence[ColumnElement[bool]]) -> Select[Any]:
+    """Both sides of a search, newest first; with `tickets` (visibility, a list's
+    filters), the newest of those that pass them, so the candidates are matches the
+    caller may have."""
+    sides = []
+    for side, newest in ((subjects, subjects.c.ticket_id), (events, events.c.event_id)):
+        if tickets:
+            sides.append(
+                sa_select(side.c.ticket_id, side.c.score, side.c.source, side.c.event_id)
+                .join(Ticket, col(Ticket.id) == side.c.ticket_id)
+                .where(*tickets)
+                .order_by(newest.desc())
+                .limit(RANKED_CANDIDATES)
+                .subquery()
+            )
+        else:
+            sides.append(side)
+    return union_all(sa_select(sides[0]), sa_select(sides[1]))  # type: ignore[return-value]
 
 
 # The exact expressions of migration 0002's expression indexes: the configuration
@@ -181,6 +199,7 @@ def _pg_docs(
     subject_vec = _pg_vector("ticket.subject")
     body_vec = _pg_vector("ticket_event.body")
     # Ranking recomputes each match's tsvector: only the newest candidates are ranked.
+    limit = SCANNED_CANDIDATES if tickets else RANKED_CANDIDATES
     subjects = (
         sa_select(
             col(Ticket.id).label("ticket_id"),
@@ -188,31 +207,24 @@ def _pg_docs(
             literal("subject").label("source"),
             cast(null(), Integer).label("event_id"),
         )
-        .where(
-            subject_vec.op("@@")(_pg_query(q)),
-            col(Ticket.workspace_id) == workspace_id,
-            *tickets,
-        )
+        .where(subject_vec.op("@@")(_pg_query(q)), col(Ticket.workspace_id) == workspace_id)
         .order_by(col(Ticket.id).desc())
-        .limit(RANKED_CANDIDATES)
+        .limit(limit)
         .subquery("subjects")
     )
-    events = sa_select(
-        col(TicketEvent.ticket_id).label("ticket_id"),
-        func.ts_rank(body_vec, _pg_query(q)).label("score"),
-        literal("event").label("source"),
-        col(TicketEvent.id).label("event_id"),
-    )
-    if tickets:
-        events = events.join(Ticket, col(Ticket.id) == col(TicketEvent.ticket_id))
-    found = (
-        events.where(
-            body_vec.op("@@")(_pg_query(q)), *_event_filters(workspace_id, actor), *tickets
+    events = (
+        sa_select(
+            col(TicketEvent.ticket_id).label("ticket_id"),
+            func.ts_rank(body_vec, _pg_query(q)).label("score"),
+            literal("event").label("source"),
+            col(TicketEvent.id).label("event_id"),
         )
+        .where(body_vec.op("@@")(_pg_query(q)), *_event_filters(workspace_id, actor))
         .order_by(col(TicketEvent.id).desc())
-        .limit(RANKED_CANDIDATES)
-    ).subquery("events")
-    return union_all(sa_select(subjects), sa_select(found))  # type: ignore[return-value]
+        .limit(limit)
+        .subquery("events")
+    )
+    return _candidates(subjects, events, tickets)
 
 
 async def _ranked(

@@ -320,3 +320,30 @@ async def test_the_candidates_are_the_newest_the_caller_may_have(
     assert [t.id for t in scoped] == [quiet]
     assert [h.ticket_id for h in hits] == [quiet]
     assert [row["id"] for row in inbox] == [quiet]
+
+
+async def test_a_filter_reads_back_a_bounded_window_of_matches(
+    ctx: AppContext, workspace: SeededWorkspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a filter few matches pass, the candidates come from the workspace's newest
+    SCANNED_CANDIDATES matches (20 000; 5 here) rather than from every match ever
+    made: the cost of one search stays bounded, on SQLite the whole server's."""
+    monkeypatch.setattr(search, "RANKED_CANDIDATES", 3)
+    monkeypatch.setattr(search, "SCANNED_CANDIDATES", 5)
+    oldest = await make_ticket(ctx, workspace, "Question", "where is my parcel")
+    newer = [await make_ticket(ctx, workspace, f"Case {n}", "parcel") for n in range(5)]
+    async with ctx.uow() as uow:
+        await uow.session.exec(  # type: ignore[call-overload]
+            update(Ticket).where(col(Ticket.id).in_(newer)).values(status="closed")
+        )
+        await uow.commit()
+    still_open = TicketFilter(
+        q="parcel", status=[s for s in TicketStatus if s is not TicketStatus.closed]
+    )
+    async with ctx.sessions() as session:
+        beyond, _ = await tickets.list_tickets(session, admin(workspace), still_open)
+    assert beyond == []  # six matches, five read
+    monkeypatch.setattr(search, "SCANNED_CANDIDATES", 6)
+    async with ctx.sessions() as session:
+        within, _ = await tickets.list_tickets(session, admin(workspace), still_open)
+    assert [t.id for t in within] == [oldest]
