@@ -68,7 +68,7 @@ _CONTACTS_BY_IDENTITY = Lean(
 )
 
 # Like `chat.open_chat_ticket`, for many contacts: newest first, the caller keeps the
-# first per (inbox, contact). SQLite (no statistics) prices an IN list of many
+# first per (inbox, contact). SQLite without statistics prices an IN list of many
 # contacts above `workspace_id = ?` and read every ticket of the workspace for each
 # batch (500 rows in the benchmark, the whole history in production). The workspace
 # is compared as an expression (`+ 0`), which no index can serve, so the planner

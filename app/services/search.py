@@ -116,7 +116,7 @@ def _sqlite_docs(
     actor: Actor | None,
     tickets: Sequence[ColumnElement[bool]] = (),
 ) -> Select[Any]:
-    # SQLite (no statistics) preferred the index on workspace_id to the full-text
+    # SQLite without statistics preferred the index on workspace_id to the full-text
     # match: it walked every ticket and event of the workspace and asked the FTS
     # table about each, so a search took time in proportion to the workspace's
     # whole history. Compared as an expression (`+ 0`), the workspace can no longer
@@ -227,6 +227,23 @@ def _pg_docs(
     return _candidates(subjects, events, tickets)
 
 
+def _documents(
+    session: AsyncSession,
+    workspace_id: int,
+    q: str,
+    actor: Actor | None,
+    tickets: Sequence[ColumnElement[bool]],
+) -> Select[Any] | None:
+    """The candidate documents of the session's engine; None when `q` has no word."""
+    dialect = dialect_of(session)
+    if dialect == "sqlite":
+        match = fts5_query(q)
+        return None if match is None else _sqlite_docs(workspace_id, match, actor, tickets)
+    if dialect == "postgresql":
+        return _pg_docs(workspace_id, q, actor, tickets) if _WORD.search(q) else None
+    raise NotImplementedError(f"full-text search is not implemented for {dialect}")
+
+
 async def _ranked(
     session: AsyncSession,
     workspace_id: int,
@@ -235,7 +252,6 @@ async def _ranked(
     actor: Actor | None,
     limit: int,
 ) -> list[tuple[int, float, str, int | None]]:
-    dialect = dialect_of(session)
     visible: list[ColumnElement[bool]] = []
     if actor is not None:
         from app.services.tickets import visibility_clause
@@ -243,17 +259,10 @@ async def _ranked(
         clause = visibility_clause(actor)
         if clause is not None:
             visible.append(clause)
-    if dialect == "sqlite":
-        match = fts5_query(q)
-        if match is None:
-            return []
-        docs = _sqlite_docs(workspace_id, match, actor, visible).subquery("docs")
-    elif dialect == "postgresql":
-        if not _WORD.search(q):
-            return []
-        docs = _pg_docs(workspace_id, q, actor, visible).subquery("docs")
-    else:  # pragma: no cover - only the two supported engines
-        raise NotImplementedError(f"full-text search is not implemented for {dialect}")
+    documents = _documents(session, workspace_id, q, actor, visible)
+    if documents is None:
+        return []
+    docs = documents.subquery("docs")
     # Keep each ticket's best document, then rank tickets by it.
     best = sa_select(
         docs.c.ticket_id,
@@ -383,17 +392,8 @@ def matching_tickets(
     A subquery rather than a list of the best-ranked ids, and filtered before the
     candidates are cut: cutting to the best 1 000 first lost the matching tickets
     ranked below them (an open ticket behind a thousand closed ones)."""
-    q = clean_query(q)
-    dialect = dialect_of(session)
-    docs: Select[Any]
-    if dialect == "sqlite":
-        match = fts5_query(q)
-        if match is None:
-            return false()
-        docs = _sqlite_docs(workspace_id, match, None, tickets)
-    else:
-        if not _WORD.search(q):
-            return false()
-        docs = _pg_docs(workspace_id, q, None, tickets)
-    found = docs.subquery("matches")
+    documents = _documents(session, workspace_id, clean_query(q), None, tickets)
+    if documents is None:
+        return false()
+    found = documents.subquery("matches")
     return col(Ticket.id).in_(sa_select(found.c.ticket_id))

@@ -19,9 +19,10 @@ def is_postgres(session: AsyncSession) -> bool:
 def without_index(session: AsyncSession, column: Any) -> Any:
     """`column`, on SQLite as an expression no index can serve (`column + 0`).
 
-    SQLite has no statistics here, so its planner cannot tell that `workspace_id = ?`
-    matches most of a table: given a selective index next to a workspace index, it
-    may walk the whole workspace instead. Comparing the workspace as an expression
-    leaves the selective index as the only way in. PostgreSQL has statistics and
-    gets the column itself."""
+    SQLite's planner knows how many rows `workspace_id = ?` matches only from
+    statistics: the estimated ones of `app.planner_stats`, or an operator's ANALYZE,
+    which may describe a small database. On a statement that must never walk a
+    workspace (a contact's tickets, a search's matches, an agent's open chats), the
+    workspace as an expression leaves the selective index as the only way in,
+    whatever the statistics say. PostgreSQL gathers its own and gets the column."""
     return column + 0 if dialect_of(session) == "sqlite" else column

@@ -510,7 +510,7 @@ SORTS: dict[str, tuple[Any, bool]] = {
     "-updated_at": (Ticket.updated_at, True),
     # A ticket's id is taken when it is created (and never reused), so creation order
     # is id order, which `(workspace_id, id)` serves. An index on created_at would
-    # serve it too, but SQLite (no statistics) then walked it from the oldest ticket
+    # serve it too, but SQLite without statistics then walked it from the oldest ticket
     # for the routing queue's "oldest waiting chat".
     "created_at": (Ticket.id, False),
     "-created_at": (Ticket.id, True),

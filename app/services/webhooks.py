@@ -189,10 +189,10 @@ async def public_target(
     log, so an unguarded worker would let them probe internal services. The host is
     resolved once; every address must be public (not loopback, private, link-local or
     reserved), and the request then goes to them, the next one if a connection to one
-    fails. Letting the HTTP client
-    resolve the name again would reopen the hole: a name whose records change between
-    the check and the connection (DNS rebinding, a zero TTL) would pass the check with
-    a public address and be called at an internal one.
+    fails. Letting the HTTP client resolve the name again would reopen the hole: a
+    name whose records change between the check and the connection (DNS rebinding, a
+    zero TTL) would pass the check with a public address and be called at an
+    internal one.
     """
     try:
         parsed = httpx.URL(url)
@@ -276,8 +276,9 @@ async def post_delivery(
                         excerpt = bytes(received[:EXCERPT_CHARS]).decode("utf-8", "replace")
                     break
                 except httpx.ConnectError:
+                    # Nothing was sent: the next checked address may answer.
                     if index == len(urls) - 1:
-                        raise  # nothing was sent: the next address may answer
+                        raise
     except TimeoutError:
         error = f"timed out after {total_timeout:g} s"
     except httpx.HTTPError as exc:
@@ -403,7 +404,7 @@ class WebhookWorker:
         self._task: asyncio.Task[None] | None = None
         self._inflight: set[asyncio.Task[None]] = set()
         self._stopping = False
-        self._pruned_at: float | None = None  # time.monotonic() of the last log pruning
+        self._prune_due = 0.0  # time.monotonic() of the next pruning of the log
 
     @property
     def max_attempts(self) -> int:
@@ -452,9 +453,7 @@ class WebhookWorker:
         return len(claims)
 
     async def _prune_when_due(self) -> None:
-        if self._pruned_at is not None and (
-            time.monotonic() - self._pruned_at < PRUNE_INTERVAL_SECONDS
-        ):
+        if time.monotonic() < self._prune_due:
             return
         assert self._ctx is not None
         removed, more = await prune_delivery_log(
@@ -462,7 +461,7 @@ class WebhookWorker:
         )
         # With more left, the next pass comes after a minute instead of an hour.
         wait = PRUNE_CATCH_UP_SECONDS if more else PRUNE_INTERVAL_SECONDS
-        self._pruned_at = time.monotonic() - PRUNE_INTERVAL_SECONDS + wait
+        self._prune_due = time.monotonic() + wait
         if removed:
             log.info("webhook log: %d finished deliveries past retention deleted", removed)
 
